@@ -1,0 +1,19 @@
+# `make run` trains the default model on MNIST; `make test` runs the test suite.
+# Both create .venv and install the package into it when it is missing or pyproject.toml changed.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/imgcls train
+
+test: $(STAMP)
+	$(PY) -m pytest
