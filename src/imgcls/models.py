@@ -16,48 +16,56 @@ _PRESETS = {}
 
 
 def register(fn):
-    """Add a model builder `fn(input_shape, num_classes) -> keras.Model` under its own name."""
+    """Add a model body `fn(pixels, num_classes) -> outputs` under its own name; `pixels` is the
+    rescaled (H, W, C) image tensor, so every preset shares the same input handling."""
     _PRESETS[fn.__name__] = fn
     return fn
 
 
 def list_models():
-    """Name -> first line of the builder's docstring."""
+    """Name -> first line of the preset's docstring."""
     return {name: fn.__doc__.strip().splitlines()[0] for name, fn in _PRESETS.items()}
 
 
-def build_model(name, input_shape, num_classes):
-    """Build the preset `name` for images of `input_shape` ((H, W) or (H, W, C))."""
+def build_model(name, input_shape, num_classes, augment=False):
+    """Build preset `name` for raw pixel arrays of `input_shape` ((H, W) or (H, W, C)).
+
+    With `augment`, random shifts (and horizontal flips for colour images) follow the rescaling;
+    Keras only applies them in training, so the saved model predicts as usual.
+    """
     if name not in _PRESETS:
         close = difflib.get_close_matches(name, _PRESETS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ImgclsError(f"unknown model '{name}'.{hint} Valid models: {', '.join(_PRESETS)}")
-    model = _PRESETS[name](tuple(input_shape), num_classes)
-    model.name = name
-    return model
-
-
-def _pixels(input_shape):
-    """Input for raw pixels, with a channel axis added for (H, W) greyscale arrays."""
+    input_shape = tuple(input_shape)
     inputs = keras.Input(shape=input_shape)
     x = inputs if len(input_shape) == 3 else layers.Reshape((*input_shape, 1))(inputs)
-    return inputs, layers.Rescaling(1.0 / 255)(x)
+    x = layers.Rescaling(1.0 / 255)(x)
+    if augment:
+        x = augmentation(x.shape[-1])(x)
+    return keras.Model(inputs, _PRESETS[name](x, num_classes), name=name)
 
 
-def _sequential(input_shape, hidden):
-    inputs, x = _pixels(input_shape)
+def augmentation(channels):
+    steps = [layers.RandomTranslation(0.1, 0.1, fill_mode="constant")]
+    if channels == 3:
+        steps.append(layers.RandomFlip("horizontal"))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def _stack(x, hidden):
     for layer in hidden:
         x = layer(x)
-    return keras.Model(inputs, x)
+    return x
 
 
 # The tutorials' networks, layer for layer: their parameter counts match the notebooks'.
 
 
 @register
-def dense(input_shape, num_classes):
+def dense(x, num_classes):
     """Tutorial dense network: Flatten, Dense 128, Dense 64, softmax."""
-    return _sequential(input_shape, [
+    return _stack(x, [
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dense(64, activation="relu"),
@@ -66,9 +74,9 @@ def dense(input_shape, num_classes):
 
 
 @register
-def cnn1(input_shape, num_classes):
+def cnn1(x, num_classes):
     """Tutorial one-block CNN: Conv 32, pool, Dense 64, softmax."""
-    return _sequential(input_shape, [
+    return _stack(x, [
         layers.Conv2D(32, 3, activation="relu"),
         layers.MaxPooling2D(),
         layers.Flatten(),
@@ -78,9 +86,9 @@ def cnn1(input_shape, num_classes):
 
 
 @register
-def cnn2(input_shape, num_classes):
+def cnn2(x, num_classes):
     """Tutorial two-block CNN (the seed recipe's network): Conv 32, pool, Conv 64, pool, Dense 128."""
-    return _sequential(input_shape, [
+    return _stack(x, [
         layers.Conv2D(32, 3, activation="relu"),
         layers.MaxPooling2D(),
         layers.Conv2D(64, 3, activation="relu"),
@@ -92,9 +100,9 @@ def cnn2(input_shape, num_classes):
 
 
 @register
-def cnn3(input_shape, num_classes):
+def cnn3(x, num_classes):
     """Tutorial three-conv CNN: Conv 32, pool, Conv 64, pool, Conv 64, Dense 64."""
-    return _sequential(input_shape, [
+    return _stack(x, [
         layers.Conv2D(32, 3, activation="relu"),
         layers.MaxPooling2D(),
         layers.Conv2D(64, 3, activation="relu"),
@@ -104,3 +112,21 @@ def cnn3(input_shape, num_classes):
         layers.Dense(64, activation="relu"),
         layers.Dense(num_classes, activation="softmax"),
     ])
+
+
+# Our own networks.
+
+
+def _conv_bn(x, filters):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+@register
+def fast(x, num_classes):
+    """Our default: three conv-BN blocks; batch norm lets a large batch train at a high rate."""
+    for filters in (32, 64, 128):
+        x = layers.MaxPooling2D()(_conv_bn(x, filters))
+    x = layers.GlobalMaxPooling2D()(x)
+    return layers.Dense(num_classes, activation="softmax")(x)

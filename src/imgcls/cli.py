@@ -1,0 +1,186 @@
+"""The `imgcls` command: a thin layer over the library. Errors are one line; --debug shows the traceback."""
+
+import argparse
+import difflib
+import json
+import os
+import sys
+
+from imgcls.errors import ImgclsError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and "did you mean" for mistyped options."""
+
+    def error(self, message):
+        if "unrecognized arguments:" in message:
+            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        raise ImgclsError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser():
+    parser = Parser(prog="imgcls", description="Train, evaluate and use Keras image classifiers.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train a model into a run folder")
+    train.add_argument("--dataset", help="mnist, fashion_mnist, cifar10 or folder:PATH (default mnist)")
+    train.add_argument("--model", help="model preset (see 'imgcls models')")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="(peak) learning rate")
+    train.add_argument("--schedule", help="onecycle or constant")
+    train.add_argument("--validation-split", type=float,
+                       help="fraction of the training set held out for validation")
+    train.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for photos)")
+    train.add_argument("--early-stopping", nargs="?", const=3, type=int, metavar="PATIENCE",
+                       help="stop when validation loss has not improved for PATIENCE epochs (default 3)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<timestamp>)")
+    train.add_argument("--preset", help="training recipe: seed (the tutorial) or default")
+    train.add_argument("--config", help="JSON file of config keys (a run's config.json reruns it)")
+    train.add_argument("--data-dir", help="local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split")
+    evaluate.add_argument("model", metavar="MODEL_OR_RUN")
+    evaluate.add_argument("--dataset", help="dataset to test on (default: the one it was trained on)")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--out", help="folder for metrics and plots (default: <model folder>/eval-<dataset>)")
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("model", metavar="MODEL_OR_RUN")
+    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+
+    datasets = commands.add_parser("datasets", help="list or fetch datasets")
+    datasets_commands = datasets.add_subparsers(dest="action", required=True, parser_class=Parser)
+    datasets_commands.add_parser("list", help="the datasets imgcls knows")
+    fetch = datasets_commands.add_parser("fetch", help="download, verify and cache a dataset")
+    fetch.add_argument("name")
+    fetch.add_argument("--data-dir")
+
+    commands.add_parser("models", help="list the model presets")
+    return parser
+
+
+def cmd_train(args):
+    from imgcls.config import resolve_config
+    from imgcls.train import train
+
+    flags = {k: getattr(args, k) for k in ("dataset", "model", "epochs", "batch_size", "lr", "schedule",
+                                           "validation_split", "augment", "early_stopping", "seed",
+                                           "out", "data_dir")}
+    config = resolve_config(preset=args.preset, config_file=args.config, **flags)
+    run = train(config)
+    m = run.metrics
+    print(f"{m['epochs']} epochs in {m['training_seconds']:.1f} s; report: {run.folder / 'report.md'}")
+    print(f"Run folder: {run.folder}")
+    print(f"Test accuracy: {m['test_accuracy']:.2%}")
+
+
+def cmd_evaluate(args):
+    from pathlib import Path
+
+    from imgcls import reports
+    from imgcls.artifacts import write_json
+    from imgcls.data import load_dataset
+    from imgcls.evaluate import environment, evaluate
+    from imgcls.saving import load_model
+
+    model, metadata, path = load_model(args.model)
+    name = args.dataset or metadata.get("dataset")
+    if not name:
+        raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
+    dataset = load_dataset(name, data_dir=args.data_dir)
+    if len(dataset.class_names) != model.output_shape[-1]:
+        raise ImgclsError(f"{name} has {len(dataset.class_names)} classes but the model predicts "
+                          f"{model.output_shape[-1]}")
+    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    metrics = {"dataset": dataset.name, "model": metadata["model"], "model_file": str(path),
+               **metrics, **environment()}
+    folder = Path(args.out) if args.out else path.parent / f"eval-{name.replace(':', '-').replace('/', '_')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "metrics.json", metrics)
+    reports.write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names)
+    reports.write_report(folder, metrics)
+    print(f"Results: {folder}")
+    print(f"Test accuracy: {metrics['test_accuracy']:.2%}")
+
+
+def cmd_predict(args):
+    from imgcls.predict import predict_files
+    from imgcls.saving import load_model
+
+    model, metadata, _ = load_model(args.model)
+    results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        ranked = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+        print(f"{result['file']}: {ranked}")
+
+
+def cmd_datasets(args):
+    from imgcls.data import fetch_dataset, list_datasets
+
+    if args.action == "list":
+        for name, description in list_datasets().items():
+            print(f"{name:15} {description}")
+    else:
+        print(f"Cached: {fetch_dataset(args.name, data_dir=args.data_dir)}")
+
+
+def cmd_models(args):
+    from imgcls.models import list_models
+
+    for name, description in list_models().items():
+        print(f"{name:8} {description}")
+
+
+def _quiet_backend():
+    """TensorFlow's start-up chatter buries the output people came for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import absl.logging
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:
+        pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        _quiet_backend()
+        handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                   "datasets": cmd_datasets, "models": cmd_models}[args.command]
+        handler(args)
+    except ImgclsError as e:
+        if debug:
+            raise
+        print(f"imgcls: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("imgcls: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an unforeseen failure: still one line, the details on request
+        if debug:
+            raise
+        print(f"imgcls: error: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+              " (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Test-set metrics: accuracy, loss, per-class precision/recall/F1 and the confusion matrix."""
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from imgcls.data import Dataset
+
+
+def predict_proba(model, x, batch_size=512):
+    """Class probabilities for a batch of raw pixels; quiet, since callers show their own progress."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def evaluate(model, x, y, class_names, batch_size=512):
+    """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions."""
+    y = np.asarray(y).reshape(-1)
+    probs = predict_proba(model, x, batch_size)
+    predicted = probs.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    # Keras's cross-entropy clips probabilities at 1e-7 too, so this equals model.evaluate's loss.
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    report = classification_report(y, predicted, labels=labels, target_names=class_names,
+                                   output_dict=True, zero_division=0)
+    per_class = {name: {k: round(float(report[name][k]), 4) for k in ("precision", "recall", "f1-score")}
+                 | {"support": int(report[name]["support"])} for name in class_names}
+    metrics = {
+        "test_accuracy": round(float(np.mean(predicted == y)), 6),
+        "test_loss": round(loss, 6),
+        "test_size": int(len(y)),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+    }
+    return metrics, probs
+
+
+def evaluate_dataset(model, dataset: Dataset, batch_size=512):
+    return evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, batch_size)
+
+
+def environment():
+    """Backend and library versions, recorded with every result so figures can be compared."""
+    import importlib.metadata
+    import platform
+
+    import keras
+
+    backend = keras.backend.backend()
+    packages = {"keras": "keras", "numpy": "numpy", "tensorflow": "tensorflow-cpu",
+                "jax": "jax", "torch": "torch"}
+    versions = {"python": platform.python_version()}
+    for name, dist in packages.items():
+        if name in ("keras", "numpy") or name == backend:
+            for candidate in (dist, name):
+                try:
+                    versions[name] = importlib.metadata.version(candidate)
+                    break
+                except importlib.metadata.PackageNotFoundError:
+                    continue
+    return {"backend": backend, "versions": versions}

@@ -1,0 +1,145 @@
+"""Train a model into a run folder: config, checkpoints, history, model files, metrics and plots."""
+
+import csv
+import dataclasses
+import io
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from imgcls import reports
+from imgcls.artifacts import write_json, write_text
+from imgcls.config import TrainConfig
+from imgcls.data import load_dataset
+from imgcls.evaluate import environment, evaluate
+from imgcls.models import build_model
+from imgcls.saving import save_model
+
+
+@dataclasses.dataclass
+class Run:
+    folder: Path
+    metrics: dict
+    model: keras.Model
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch, write the model so far and the history so far, each atomically,
+    so an interrupted or crashed run keeps both."""
+
+    def __init__(self, folder, metadata):
+        super().__init__()
+        self.folder, self.metadata, self.rows = folder, metadata, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        save_model(self.model, self.folder / "checkpoint.keras", self.metadata)
+        write_history(self.folder / "history.csv", self.rows)
+
+    def history(self):
+        """Column name -> per-epoch values, as keras.callbacks.History has it."""
+        keys = [k for k in (self.rows[0] if self.rows else {}) if k != "epoch"]
+        return {k: [row[k] for row in self.rows] for k in keys}
+
+
+def write_history(path, rows):
+    buffer = io.StringIO()
+    fields = list(rows[0]) if rows else ["epoch"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def run_folder(config: TrainConfig, root="runs"):
+    """--out, or a new runs/<dataset>-<model>-<timestamp>/ that does not exist yet."""
+    if config.out:
+        folder = Path(config.out)
+    else:
+        dataset = re.sub(r"[^A-Za-z0-9_.]+", "-", Path(config.dataset.removeprefix("folder:")).name
+                         if config.dataset.startswith("folder:") else config.dataset).strip("-")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = Path(root) / f"{dataset}-{config.model}-{stamp}"
+        suffix = 1
+        while folder.exists():
+            suffix += 1
+            folder = Path(root) / f"{dataset}-{config.model}-{stamp}-{suffix}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch):
+    """The optimizer's rate: constant, or one cycle (linear warm-up over the first 20% of steps,
+    then cosine decay to zero), which lets a large batch train fast without diverging early."""
+    if config.schedule == "constant":
+        return config.lr
+    total = max(2, config.epochs * steps_per_epoch)
+    warmup = max(1, int(0.2 * total))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.lr / 10, decay_steps=total - warmup,
+        warmup_target=config.lr, warmup_steps=warmup)
+
+
+def split_validation(x, y, fraction):
+    """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does."""
+    n_val = int(round(len(x) * fraction))
+    if n_val == 0:
+        return (x, y), None
+    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+
+
+def train(config: TrainConfig, dataset=None, progress=True) -> Run:
+    """Train as `config` says and write the whole run folder; Ctrl-C stops early but still writes it."""
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
+    y_train = np.asarray(dataset.y_train).reshape(-1)
+    (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
+
+    folder = run_folder(config)
+    saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
+    write_json(folder / "config.json", saved_config)
+
+    model = build_model(config.model, dataset.x_train.shape[1:], len(dataset.class_names),
+                        augment=config.augment)
+    steps_per_epoch = -(-len(x_fit) // config.batch_size)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
+    checkpoint = RunCheckpoint(folder, metadata)
+    callbacks = [checkpoint]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss" if validation else "loss", patience=config.early_stopping,
+            restore_best_weights=True))
+
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        model.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
+                  validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nInterrupted: keeping the last checkpoint and writing the results so far.")
+    seconds = time.perf_counter() - start
+
+    for name in ("model.keras", "model.h5"):
+        save_model(model, folder / name, metadata)
+    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    metrics = {
+        "dataset": dataset.name, "model": config.model, **metrics,
+        "training_seconds": round(seconds, 2), "epochs": len(checkpoint.rows),
+        "interrupted": interrupted, "parameters": model.count_params(),
+        "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
+        **environment(),
+    }
+    write_json(folder / "metrics.json", metrics)
+    reports.write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names,
+                        history=checkpoint.history())
+    reports.write_report(folder, metrics, saved_config)
+    return Run(folder, metrics, model)
