@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from imgcls.config import RECIPES, TrainConfig, resolve_config
+from imgcls.errors import ImgclsError
+
+
+def test_seed_preset_is_the_tutorial_recipe():
+    config = resolve_config(preset="seed")
+    assert (config.model, config.epochs, config.batch_size, config.lr, config.schedule,
+            config.validation_split, config.augment) == ("cnn2", 5, 32, 1e-3, "constant", 0.1, False)
+
+
+def test_precedence_defaults_then_preset_then_file_then_flags(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"epochs": 7, "batch_size": 64}))
+    config = resolve_config(preset="seed", config_file=path, batch_size=128, lr=None)
+    assert config.model == "cnn2"          # from the preset
+    assert config.epochs == 7              # the file beats the preset
+    assert config.batch_size == 128        # a flag beats the file
+    assert config.lr == RECIPES["seed"]["lr"]  # a flag not given changes nothing
+    assert resolve_config().epochs == TrainConfig().epochs
+
+
+def test_config_file_can_name_a_preset(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"preset": "seed", "seed": 3}))
+    config = resolve_config(config_file=path)
+    assert (config.model, config.seed) == ("cnn2", 3)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"epochs": -1}, "--epochs must be at least 1"),
+    ({"validation_split": 1.5}, r"--validation-split must be in \[0, 1\)"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"lr": 0.0}, "--lr must be positive"),
+    ({"early_stopping": 0}, "patience must be at least 1"),
+    ({"schedule": "linear"}, "unknown schedule 'linear'"),
+])
+def test_nonsense_numbers_are_rejected(flags, message):
+    with pytest.raises(ImgclsError, match=message):
+        resolve_config(**flags)
+
+
+def test_unknown_preset_and_keys_and_bad_files(tmp_path):
+    with pytest.raises(ImgclsError, match="unknown preset 'sed'. Did you mean 'seed'"):
+        resolve_config(preset="sed")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(ImgclsError, match="unknown config keys: epoch"):
+        resolve_config(config_file=bad)
+    bad.write_text("{not json")
+    with pytest.raises(ImgclsError, match="cannot read config file"):
+        resolve_config(config_file=bad)
+    with pytest.raises(ImgclsError, match="config file not found"):
+        resolve_config(config_file=tmp_path / "missing.json")
