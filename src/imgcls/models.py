@@ -27,16 +27,21 @@ def list_models():
     return {name: fn.__doc__.strip().splitlines()[0] for name, fn in _PRESETS.items()}
 
 
+def check_model_name(name):
+    """Fail fast, before any data is fetched, on a name that is not a preset."""
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, _PRESETS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ImgclsError(f"unknown model '{name}'.{hint} Valid models: {', '.join(_PRESETS)}")
+
+
 def build_model(name, input_shape, num_classes, augment=False):
     """Build preset `name` for raw pixel arrays of `input_shape` ((H, W) or (H, W, C)).
 
     With `augment`, random shifts (and horizontal flips for colour images) follow the rescaling;
     Keras only applies them in training, so the saved model predicts as usual.
     """
-    if name not in _PRESETS:
-        close = difflib.get_close_matches(name, _PRESETS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ImgclsError(f"unknown model '{name}'.{hint} Valid models: {', '.join(_PRESETS)}")
+    check_model_name(name)
     input_shape = tuple(input_shape)
     inputs = keras.Input(shape=input_shape)
     x = inputs if len(input_shape) == 3 else layers.Reshape((*input_shape, 1))(inputs)

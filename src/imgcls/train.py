@@ -16,7 +16,7 @@ from imgcls.artifacts import write_json, write_text
 from imgcls.config import TrainConfig
 from imgcls.data import load_dataset
 from imgcls.evaluate import environment, evaluate
-from imgcls.models import build_model
+from imgcls.models import build_model, check_model_name
 from imgcls.saving import save_model
 
 
@@ -92,9 +92,13 @@ def split_validation(x, y, fraction):
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
-def train(config: TrainConfig, dataset=None, progress=True) -> Run:
-    """Train as `config` says and write the whole run folder; Ctrl-C stops early but still writes it."""
+def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run:
+    """Train as `config` says and write the whole run folder; Ctrl-C stops early but still writes it.
+
+    `dataset` overrides loading `config.dataset`; `callbacks` are extra Keras callbacks.
+    """
     config.validate()
+    check_model_name(config.model)
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
@@ -112,7 +116,7 @@ def train(config: TrainConfig, dataset=None, progress=True) -> Run:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     checkpoint = RunCheckpoint(folder, metadata)
-    callbacks = [checkpoint]
+    callbacks = [checkpoint, *callbacks]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
