@@ -1,0 +1,201 @@
+"""Serve a saved model over HTTP: a JSON API (OpenAPI docs at /docs) and a drawing page at /.
+
+The model is loaded once, in Keras's safe mode, when the app is created. Decoding and inference run
+in a thread pool, so the event loop keeps answering while the model works. Every bad request gets a
+JSON {"detail": ...} and its status, and the service goes on serving:
+422 no image or malformed request, 415 not an image, 413 body over the upload limit or an image whose
+header declares too many pixels (refused before decoding: a decompression bomb stays small).
+"""
+
+import base64
+import binascii
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, UploadFile
+
+from imgcls.errors import ImgclsError
+from imgcls.predict import ImageTooLarge, open_image, predict_arrays, style_for, to_model_input
+from imgcls.saving import load_model
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused
+STATIC = Path(__file__).parent / "static"
+HOW_TO_SEND = "send multipart/form-data with an image file, or JSON with base64 image data"
+
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "one image"},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "several images (the answer is then a list)"}}}},
+    "application/json": {"schema": {"type": "object", "properties": {
+        "image": {"type": "string", "description": "base64 image data (a data: URL is fine too)"},
+        "images": {"type": "array", "items": {"type": "string"}, "description": "several images"},
+        "top_k": {"type": "integer", "minimum": 1}}}},
+}}}
+PREDICT_ANSWER = {200: {"content": {"application/json": {"examples": {
+    "one": {"value": {"top": [{"class": "7", "probability": 0.98}, {"class": "1", "probability": 0.01}]}},
+    "several": {"value": {"results": [{"file": "a.png", "top": [{"class": "7", "probability": 0.98}]}]}},
+}}}}}
+
+
+class UploadLimit:
+    """ASGI middleware refusing request bodies over `max_bytes` with 413: at once when the
+    Content-Length says so, and while reading for clients that send none or understate it."""
+
+    def __init__(self, app, max_bytes):
+        self.app, self.max_bytes = app, max_bytes
+        self.message = f"request body over the upload limit of {max_bytes:,} bytes"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": self.message}, 413)(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def read_metrics(model_path):
+    """The run's metrics.json beside the model file, if there is one."""
+    try:
+        return json.loads((Path(model_path).parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def decode_base64(text, name):
+    if not isinstance(text, str):
+        raise HTTPException(422, f"{name} must be a base64 string")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise HTTPException(422, f"{name} is not valid base64") from None
+
+
+def parse_top_k(value):
+    try:
+        top_k = int(value)
+    except (TypeError, ValueError):
+        top_k = 0
+    if top_k < 1:
+        raise HTTPException(422, "top_k must be a whole number of at least 1")
+    return top_k
+
+
+async def read_request(request):
+    """([(name, image bytes)], whether the client sent a list, top_k from the body or None)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type:
+        raise HTTPException(422, f"no image: {HOW_TO_SEND}")
+    if content_type == "multipart/form-data":
+        return await read_multipart(request)
+    if content_type == "application/json":
+        return await read_json(request)
+    raise HTTPException(415, f"unsupported content type {content_type}: {HOW_TO_SEND}")
+
+
+async def read_multipart(request):
+    form = await request.form()
+    files = [(key, value) for key, value in form.multi_items()
+             if key in ("file", "files") and isinstance(value, UploadFile)]
+    if not files:
+        raise HTTPException(422, "no image: send a multipart file field named 'file' (or 'files')")
+    uploads = [(upload.filename or key, await upload.read()) for key, upload in files]
+    several = len(files) > 1 or files[0][0] == "files"
+    return uploads, several, form.get("top_k")
+
+
+async def read_json(request):
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(422, "the body is not valid JSON") from None
+    if not isinstance(body, dict) or ("image" not in body and "images" not in body):
+        raise HTTPException(422, 'no image: send JSON {"image": "<base64>"} or {"images": [...]}')
+    if "image" in body:
+        return [("image", decode_base64(body["image"], "image"))], False, body.get("top_k")
+    if not isinstance(body["images"], list) or not body["images"]:
+        raise HTTPException(422, "images must be a non-empty list of base64 strings")
+    uploads = [(f"images[{i}]", decode_base64(text, f"images[{i}]")) for i, text in enumerate(body["images"])]
+    return uploads, True, body.get("top_k")
+
+
+def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, preprocess=True):
+    """The FastAPI app serving one model; raises ImgclsError if the model cannot be loaded."""
+    model, metadata, path = load_model(model_or_run)
+    input_shape = tuple(model.input_shape[1:])
+    class_names = metadata["class_names"]
+    style = style_for(metadata.get("dataset"), input_shape, preprocess)
+    # The first call builds the predict function; do it now rather than in the first request.
+    predict_arrays(model, class_names, np.zeros((1, *input_shape), dtype=np.uint8))
+    info = {"name": metadata["model"], "dataset": metadata.get("dataset"), "file": path.name,
+            "classes": class_names, "input_shape": list(input_shape), "preprocessing": style,
+            "metrics": read_metrics(path)}
+
+    def to_row(name, data):
+        try:
+            return to_model_input(open_image(io.BytesIO(data), name, max_pixels), input_shape, style)
+        except ImageTooLarge as e:
+            raise HTTPException(413, str(e)) from None
+        except ImgclsError as e:
+            raise HTTPException(415, str(e)) from None
+
+    def predict(uploads, top_k):
+        batch = np.stack([to_row(name, data) for name, data in uploads])
+        return predict_arrays(model, class_names, batch, top_k)
+
+    app = FastAPI(title="imgcls", summary=f"Classify images with {metadata['model']} "
+                  f"({metadata.get('dataset') or 'unknown dataset'})")
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model_info():
+        """The model's name, classes, input shape, preprocessing and its run's metrics."""
+        return info
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY, responses=PREDICT_ANSWER)
+    async def predict_endpoint(request: Request, top_k: int = Query(3, ge=1)):
+        """Top-k classes of an image (multipart `file`, or JSON `image` in base64), or of several
+        (`files` or `images`): then the answer is {"results": [...]}, in order."""
+        uploads, several, body_top_k = await read_request(request)
+        k = parse_top_k(body_top_k) if body_top_k is not None else top_k
+        tops = await run_in_threadpool(predict, uploads, k)
+        if several:
+            return {"results": [{"file": name, "top": top} for (name, _), top in zip(uploads, tops)]}
+        return {"top": tops[0]}
+
+    return app
+
+
+def serve(model_or_run, host="127.0.0.1", port=8000, **limits):
+    """Run the service with uvicorn until interrupted (loopback only unless `host` says otherwise)."""
+    uvicorn.run(create_app(model_or_run, **limits), host=host, port=port)
