@@ -12,15 +12,28 @@ from imgcls.errors import ImgclsError
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors and "did you mean" for mistyped options."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)  # "--epoch" must not quietly mean "--epochs"
+
     def error(self, message):
         if "unrecognized arguments:" in message:
-            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            known = self._long_options()
             for word in message.split(":", 1)[1].split():
                 close = difflib.get_close_matches(word.split("=")[0], known, n=1)
                 if close:
                     message += f" (did you mean {close[0]}?)"
                     break
         raise ImgclsError(f"{message} (see '{self.prog} --help')")
+
+    def _long_options(self):
+        """This parser's --options and its subcommands', which argparse reports from the top."""
+        options = []
+        for action in self._actions:
+            options += [o for o in action.option_strings if o.startswith("--")]
+            for sub in getattr(action, "choices", None) or ():
+                if isinstance(action.choices[sub], Parser):
+                    options += action.choices[sub]._long_options()
+        return options
 
 
 def build_parser():

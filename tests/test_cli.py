@@ -1,0 +1,100 @@
+"""Bad input gets one clear line and a non-zero exit, never a traceback; --debug shows one."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcls.cli import main
+from imgcls.models import build_model
+from imgcls.saving import save_model
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("imgcls: error:") and "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    save_model(build_model("cnn1", (28, 28), 3), path,
+               {"class_names": ["cat", "dog", "owl"], "dataset": "folder:pets", "model": "cnn1"})
+    return path
+
+
+@pytest.mark.parametrize(("argv", "pattern"), [
+    (["train", "--dataset", "mnsit"], "unknown dataset 'mnsit'"),
+    (["train", "--model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["train", "--epochs", "-3"], "--epochs must be at least 1"),
+    (["train", "--validation-split", "1.5"], "--validation-split must be in [0, 1)"),
+    (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    (["train", "--epoch", "3"], "did you mean --epochs?"),
+    (["train", "--bacth-size", "3"], "did you mean --batch-size?"),
+    (["train", "--preset", "fastest"], "unknown preset 'fastest'"),
+    (["evaluate", "no/such/model.keras"], "model not found"),
+    (["predict", "no/such/run", "x.png"], "model not found"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_input_is_one_line(capsys, argv, pattern):
+    assert_one_line_error(*run_cli(capsys, *argv)[::2], pattern)
+
+
+def test_not_a_model_file(capsys, tmp_path):
+    fake = tmp_path / "model.h5"
+    fake.write_bytes(b"\x00" * 100)
+    assert_one_line_error(*run_cli(capsys, "predict", str(fake), "x.png")[::2], "is not a loadable Keras model")
+
+
+def test_unknown_model_is_reported_before_any_data_is_fetched(capsys, monkeypatch):
+    import imgcls.train
+    monkeypatch.setattr(imgcls.train, "load_dataset", lambda *a, **k: pytest.fail("fetched data"))
+    assert_one_line_error(*run_cli(capsys, "train", "--model", "cnn9")[::2], "unknown model 'cnn9'")
+
+
+def test_predict_on_png_and_jpeg(capsys, tmp_path, model_file):
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, mode, size in (("a.png", "L", (28, 28)), ("b.jpg", "RGB", (64, 40))):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3) if mode == "RGB" else size, dtype=np.uint8)
+        Image.fromarray(pixels, mode).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    code, out, _ = run_cli(capsys, "predict", str(model_file), *paths, "--json", "--top-k", "2")
+    results = json.loads(out)
+    assert code == 0 and [r["file"] for r in results] == paths
+    for result in results:
+        assert len(result["top"]) == 2 and {t["class"] for t in result["top"]} <= {"cat", "dog", "owl"}
+        assert result["top"][0]["probability"] >= result["top"][1]["probability"]
+    code, out, _ = run_cli(capsys, "predict", str(model_file), paths[0])
+    assert code == 0 and out.startswith(paths[0] + ": ")
+
+
+def test_predict_errors_name_the_file(capsys, tmp_path, model_file):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert_one_line_error(*run_cli(capsys, "predict", str(model_file), str(text))[::2], "notes.png")
+    assert_one_line_error(*run_cli(capsys, "predict", str(model_file), str(tmp_path / "gone.jpg"))[::2],
+                          "gone.jpg")
+
+
+def test_debug_shows_the_traceback():
+    result = subprocess.run([sys.executable, "-m", "imgcls", "--debug", "train", "--epochs", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "ImgclsError" in result.stderr
+
+
+def test_models_lists_presets(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and {"dense", "cnn1", "cnn2", "cnn3"} <= {line.split()[0] for line in out.splitlines()}
