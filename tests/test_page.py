@@ -1,0 +1,99 @@
+"""The drawing page in a real browser (headless Chromium): draw a digit with the mouse, see the answer."""
+
+import io
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import keras
+import pytest
+import uvicorn
+from PIL import Image, ImageOps
+
+from imgcls.models import build_model
+from imgcls.saving import save_model
+from imgcls.serve import create_app
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set $CHROMIUM)")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # one stroke, in fractions of the canvas
+
+
+@pytest.fixture(scope="module")
+def digit_model(mnist, tmp_path_factory):
+    """A dense network trained for seconds: enough to read a clearly drawn 7."""
+    keras.utils.set_random_seed(0)
+    model = build_model("dense", (28, 28), 10)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(mnist.x_train[:10000], mnist.y_train[:10000], epochs=2, batch_size=128, verbose=0)
+    path = tmp_path_factory.mktemp("run") / "model.keras"
+    save_model(model, path, {"class_names": list(mnist.class_names), "dataset": "mnist", "model": "dense"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def server_url(digit_model):
+    """The real service on a free loopback port, in a thread."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(digit_model), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+def page(server_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 820, "height": 560})
+        page.goto(server_url)
+        page.wait_for_selector("body[data-ready]")
+        yield page
+        browser.close()
+
+
+def test_drawing_a_digit_shows_its_prediction(page):
+    box = page.locator("#pad").bounding_box()
+    points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in SEVEN]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=10)
+    with page.expect_response("**/predict**") as answer:
+        page.mouse.up()  # the end of a stroke sends the drawing
+    assert answer.value.ok
+    page.locator(".bar").nth(2).wait_for()
+    labels = page.locator(".bar .label").all_inner_texts()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "page.png")
+    assert len(labels) == 3 and labels[0] == "7", labels
+    page.click("#clear")
+    assert page.locator(".bar").count() == 0
+
+
+def test_uploading_a_picture_shows_its_prediction(page, mnist, tmp_path):
+    """A dark digit on white, ten times MNIST's size: the server's preprocessing makes it MNIST-like."""
+    picture = ImageOps.invert(Image.fromarray(mnist.x_test[0])).resize((280, 280))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    with page.expect_response("**/predict**") as answer:
+        page.set_input_files("#upload", files=[{"name": "seven.png", "mimeType": "image/png",
+                                                "buffer": buffer.getvalue()}])
+    assert answer.value.ok
+    page.locator(".bar").nth(2).wait_for()
+    assert page.locator("#status").inner_text() == ""
