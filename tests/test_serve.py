@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 import zlib
 
@@ -112,6 +113,7 @@ BAD_REQUESTS = [
     ("declared too large", 413, {"files": {"file": ("big.png", b"\0" * (LIMIT + 1))}}, "upload limit"),
     ("streamed too large", 413, {"content": (b"\0" * 10_000 for _ in range(11)),
                                  "headers": {"content-type": "application/json"}}, "upload limit"),
+    ("too many images", 413, {"json": {"images": [b64(png())] * 65}}, "65 images"),
     ("too many pixels", 413, {"files": {"file": ("bomb.png", png_declaring(8000, 8000))}}, "8000x8000"),
     ("decompression bomb", 413, {"files": {"file": ("bomb.png", png_declaring(50000, 50000))}}, "bomb.png"),
 ]
@@ -133,6 +135,22 @@ def test_service_keeps_serving_after_errors(client):
         assert client.post("/predict", **request_).status_code >= 400
     assert client.get("/health").status_code == 200
     assert_top(client.post("/predict", files={"file": ("d.png", png())}).json()["top"])
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_answers(run_folder, monkeypatch):
+    app = create_app(run_folder)
+    pictures = [png(size=(20 + i, 30), colour=10 * i) for i in range(16)]
+    with make_client(app) as client:  # one event loop for all requests, as under uvicorn
+        alone = [client.post("/predict", files={"file": ("p.png", p)}).json() for p in pictures]
+        calls = []
+        model = app.state.model
+        original = model.predict_on_batch
+        monkeypatch.setattr(model, "predict_on_batch", lambda x: calls.append(len(x)) or original(x))
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(lambda p: client.post("/predict", files={"file": ("p.png", p)}).json(),
+                                     pictures))
+    assert together == alone
+    assert sum(calls) == 16 and len(calls) < 16
 
 
 def test_page_and_docs_are_served(client):

@@ -173,6 +173,7 @@ def fit(ink, shape, box, by_mass):
 
 
 def top_classes(probs, class_names, k):
+    """The k most probable classes, best first (all of them if there are fewer)."""
     order = np.argsort(-probs)[:k]
     return [{"class": class_names[i], "probability": round(float(probs[i]), 6)} for i in order]
 
@@ -180,8 +181,7 @@ def top_classes(probs, class_names, k):
 def predict_arrays(model, class_names, batch, top_k=3):
     """Top-k classes for each row of a uint8 batch. predict_on_batch, unlike predict, has no
     per-call set-up: milliseconds instead of ~50 ms for a few images."""
-    probs = np.asarray(model.predict_on_batch(batch))
-    return [top_classes(p, class_names, min(top_k, len(class_names))) for p in probs]
+    return [top_classes(p, class_names, top_k) for p in np.asarray(model.predict_on_batch(batch))]
 
 
 def predict_images(model, class_names, images, top_k=3, style="plain"):
