@@ -246,6 +246,6 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
     return app
 
 
-def serve(model_or_run, host="127.0.0.1", port=8000, **limits):
+def serve(model_or_run, host="127.0.0.1", port=8000, **options):
     """Run the service with uvicorn until interrupted (loopback only unless `host` says otherwise)."""
-    uvicorn.run(create_app(model_or_run, **limits), host=host, port=port)
+    uvicorn.run(create_app(model_or_run, **options), host=host, port=port)
