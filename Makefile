@@ -1,10 +1,11 @@
-# `make run` trains the default model on MNIST; `make test` runs the test suite.
+# `make run` trains the default model on MNIST; `make test` runs the test suite;
+# `make bench-serve` load-tests the prediction service on this machine.
 # Both create .venv and install the package into it when it is missing or pyproject.toml changed.
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test
+.PHONY: run test bench-serve
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,3 +18,6 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+bench-serve: $(STAMP)
+	$(PY) bench/load.py

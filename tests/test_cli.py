@@ -47,6 +47,8 @@ def model_file(tmp_path_factory):
     (["evaluate", "no/such/model.keras"], "model not found"),
     (["predict", "no/such/run", "x.png"], "model not found"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["serve", "no/such/model.keras"], "model not found"),
+    (["serve", "no/such/model.keras", "--port", "http"], "invalid int value: 'http'"),
 ])
 def test_bad_input_is_one_line(capsys, argv, pattern):
     assert_one_line_error(*run_cli(capsys, *argv)[::2], pattern)
@@ -79,6 +81,17 @@ def test_predict_on_png_and_jpeg(capsys, tmp_path, model_file):
         assert result["top"][0]["probability"] >= result["top"][1]["probability"]
     code, out, _ = run_cli(capsys, "predict", str(model_file), paths[0])
     assert code == 0 and out.startswith(paths[0] + ": ")
+
+
+def test_predict_writes_csv_and_rejects_bad_top_k(capsys, tmp_path, model_file):
+    image = tmp_path / "c.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    code, out, _ = run_cli(capsys, "predict", str(model_file), str(image), "--csv", str(tmp_path / "p.csv"))
+    assert code == 0 and "1 rows written" in out
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 2 and str(image) in rows[1]
+    assert_one_line_error(*run_cli(capsys, "predict", str(model_file), str(image), "--top-k", "0")[::2],
+                          "--top-k must be at least 1")
 
 
 def test_predict_errors_name_the_file(capsys, tmp_path, model_file):

@@ -65,11 +65,23 @@ def build_parser():
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--out", help="folder for metrics and plots (default: <model folder>/eval-<dataset>)")
 
-    predict = commands.add_parser("predict", help="classify image files")
+    predict = commands.add_parser("predict", help="classify image files, folders of images or glob patterns")
     predict.add_argument("model", metavar="MODEL_OR_RUN")
-    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("images", metavar="IMAGE", nargs="+",
+                         help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--top-k", type=int, default=3)
-    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", metavar="FILE", help="write one row per image to FILE instead of a table")
+    predict.add_argument("--no-preprocess", action="store_true",
+                         help="only convert colour mode and size: no inverting, cropping or centring of digits")
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP: JSON API, docs at /docs, drawing page at /")
+    serve.add_argument("model", metavar="MODEL_OR_RUN")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=5, help="largest request body accepted (default 5)")
+    serve.add_argument("--no-preprocess", action="store_true", help="as for predict")
 
     datasets = commands.add_parser("datasets", help="list or fetch datasets")
     datasets_commands = datasets.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -127,17 +139,34 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from imgcls.predict import predict_files
+    from imgcls.predict import format_table, predict_files, write_csv
     from imgcls.saving import load_model
 
+    if args.top_k < 1:
+        raise ImgclsError("--top-k must be at least 1")
     model, metadata, _ = load_model(args.model)
-    results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k)
-    if args.json:
+    results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k,
+                            dataset=metadata.get("dataset"), preprocess=not args.no_preprocess)
+    if args.csv:
+        write_csv(args.csv, results)
+        print(f"{len(results)} rows written to {args.csv}")
+    elif args.json:
         print(json.dumps(results, indent=2))
-        return
-    for result in results:
-        ranked = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
-        print(f"{result['file']}: {ranked}")
+    else:
+        print(format_table(results))
+    failed = [r["file"] for r in results if "error" in r]
+    if failed:
+        more = ", ..." if len(failed) > 5 else ""
+        raise ImgclsError(f"{len(failed)} of {len(results)} images could not be read: {', '.join(failed[:5])}{more}")
+
+
+def cmd_serve(args):
+    from imgcls.serve import serve
+
+    if args.max_upload_mb <= 0:
+        raise ImgclsError("--max-upload-mb must be positive")
+    serve(args.model, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+          preprocess=not args.no_preprocess)
 
 
 def cmd_datasets(args):
@@ -173,7 +202,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         _quiet_backend()
-        handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+        handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                    "datasets": cmd_datasets, "models": cmd_models}[args.command]
         handler(args)
     except ImgclsError as e:
