@@ -91,6 +91,11 @@ def build_parser():
     fetch.add_argument("--data-dir")
 
     commands.add_parser("models", help="list the model presets")
+
+    bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
+    bench.add_argument("--only", help="comma-separated parts: mnist, best, fashion, cifar10, inference, "
+                                      "efficiency (default: all)")
+    bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 part")
     return parser
 
 
@@ -186,6 +191,13 @@ def cmd_models(args):
         print(f"{name:10} {description}")
 
 
+def cmd_bench(args):
+    from imgcls.bench import PARTS, run_bench
+
+    parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else PARTS
+    run_bench(parts, cifar_dir=args.cifar_dir)
+
+
 def _quiet_backend():
     """TensorFlow's start-up chatter buries the output people came for. Its C++ logger ignores
     TF_CPP_MIN_LOG_LEVEL for the first lines, so stderr is closed while the backend loads."""
@@ -210,7 +222,7 @@ def main(argv=None):
         if not debug:
             _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
-                   "datasets": cmd_datasets, "models": cmd_models}[args.command]
+                   "datasets": cmd_datasets, "models": cmd_models, "bench": cmd_bench}[args.command]
         handler(args)
     except ImgclsError as e:
         if debug:

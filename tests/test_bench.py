@@ -1,0 +1,46 @@
+"""The benchmark's measuring pieces: accuracy checks at fixed points with the clock stopped,
+FLOP counts, and the summary line scripts read. (Timings themselves are reported, never asserted.)"""
+
+import numpy as np
+import pytest
+
+from imgcls.bench import TimeToAccuracy, forward_flops, run_bench, summary_line
+from imgcls.errors import ImgclsError
+from imgcls.models import build_model
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_accuracy_is_checked_four_times_an_epoch(steps_per_execution):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (512, 8, 8), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2)) > 127).astype(np.uint8)  # learnable: bright or dark
+    model = build_model("dense", (8, 8), 2)
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
+    tracker = TimeToAccuracy(x[:128], y[:128], steps_per_epoch=16)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[tracker])
+    assert [p[0] for p in tracker.points] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    seconds = [p[1] for p in tracker.points]
+    assert seconds == sorted(seconds) and tracker.seconds >= seconds[-1]
+    accuracy = [p[2] for p in tracker.points]
+    first = next(i for i, a in enumerate(accuracy) if a >= min(accuracy))
+    assert tracker.seconds_to(min(accuracy)) == seconds[first]
+    assert tracker.seconds_to(1.01) is None
+
+
+def test_forward_flops_of_the_tutorial_cnn():
+    # 2 x multiply-adds: conv 26*26*32*9 + conv 11*11*64*288 + dense 1600*128 + dense 128*10
+    expected = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 1600 * 128 + 128 * 10)
+    assert forward_flops(build_model("cnn2", (28, 28), 10)) == expected
+    assert forward_flops(build_model("cnn2", (28, 28), 10, augment=True)) == expected
+
+
+def test_summary_line_is_the_last_word():
+    results = {"mnist": {"speedup": 9.5, "default": {"final_accuracy": 0.9912}},
+               "best": {"final_accuracy": 0.9961}}
+    assert summary_line(results) == "speedup=9.5 default_acc=0.9912 best_acc=0.9961"
+    assert summary_line({}) == "speedup=n/a default_acc=n/a best_acc=n/a"
+
+
+def test_unknown_part_is_refused():
+    with pytest.raises(ImgclsError, match="unknown bench part"):
+        run_bench(["mnist", "speed"])
