@@ -111,3 +111,43 @@ def test_debug_shows_the_traceback():
 def test_models_lists_presets(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and {"dense", "cnn1", "cnn2", "cnn3"} <= {line.split()[0] for line in out.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory):
+    """A tiny image-folder dataset a CNN can learn in one epoch: bars, squares and crosses."""
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 10)):
+        for name in ("bar", "cross", "square"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 40, (20, 20), dtype=np.uint8)
+                r = rng.integers(3, 8)
+                if name in ("bar", "cross"):
+                    pixels[:, 8 + r % 4:11 + r % 4] = 255
+                if name == "cross":
+                    pixels[8:11, :] = 255
+                if name == "square":
+                    pixels[r:r + 9, r:r + 9] = 255
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_train_then_evaluate_a_folder_dataset_from_the_command_line(shapes_folder, tmp_path):
+    """A real run as a user types it, in a subprocess: last lines name the folder and the accuracy."""
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "imgcls", "train", "--dataset", f"folder:{shapes_folder}",
+                             "--model", "cnn1", "--epochs", "3", "--batch-size", "16", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-2:]
+    assert last[0] == f"Run folder: {out}" and last[1].startswith("Test accuracy: ")
+    assert json.loads((out / "metrics.json").read_text())["test_size"] == 30
+
+    code = main(["evaluate", str(out), "--out", str(tmp_path / "eval")])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert code == 0 and metrics["dataset"] == f"folder:{shapes_folder}"
+    assert metrics["test_accuracy"] == json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert {"confusion_matrix.png", "predictions.png", "misclassified.png", "report.md"} <= {
+        p.name for p in (tmp_path / "eval").iterdir()}
