@@ -9,7 +9,7 @@ from imgcls.errors import ImgclsError
 def test_seed_preset_is_the_tutorial_recipe():
     config = resolve_config(preset="seed")
     assert (config.model, config.epochs, config.batch_size, config.lr, config.schedule,
-            config.validation_split, config.augment) == ("cnn2", 5, 32, 1e-3, "constant", 0.1, False)
+            config.validation_split, config.augment) == ("cnn2", 5, 32, 1e-3, "constant", 0.1, None)
 
 
 def test_precedence_defaults_then_preset_then_file_then_flags(tmp_path):
@@ -55,3 +55,11 @@ def test_unknown_preset_and_keys_and_bad_files(tmp_path):
         resolve_config(config_file=bad)
     with pytest.raises(ImgclsError, match="config file not found"):
         resolve_config(config_file=tmp_path / "missing.json")
+
+
+def test_recipes_refine_per_dataset_and_flags_still_win():
+    photos = resolve_config(dataset="cifar10")
+    assert (photos.model, photos.optimizer, photos.validation_split) == ("convnet", "sgd", 0.0)
+    assert resolve_config(dataset="cifar10", model="cnn3", epochs=2).model == "cnn3"
+    assert resolve_config(dataset="mnist").model == TrainConfig().model
+    assert resolve_config(preset="seed", dataset="cifar10").model == "cnn2"  # the tutorial stays the tutorial

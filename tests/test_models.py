@@ -35,7 +35,7 @@ def test_tutorial_presets_match_tutorial_parameter_counts(name, shape):
 
 
 def test_augmentation_adds_no_parameters_and_is_inactive_at_inference():
-    plain, augmented = build_model("cnn1", (28, 28), 10), build_model("cnn1", (28, 28), 10, augment=True)
+    plain, augmented = build_model("cnn1", (28, 28), 10), build_model("cnn1", (28, 28), 10, augment="auto")
     assert plain.count_params() == augmented.count_params()
     augmented.set_weights(plain.get_weights())
     pixels = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)

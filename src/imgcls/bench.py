@@ -74,7 +74,8 @@ def time_to_accuracy(dataset, preset, target):
         run = train(config, dataset=dataset, callbacks=[tracker])
     result = {"preset": preset, "model": config.model, "dataset": dataset.name, "target": target,
               "seconds_to_target": tracker.seconds_to(target),
-              "final_accuracy": run.metrics["test_accuracy"], "epochs": run.metrics["epochs"],
+              "final_accuracy": run.metrics["test_accuracy"],
+              "final_accuracy_tta": run.metrics.get("test_accuracy_tta"), "epochs": run.metrics["epochs"],
               "training_seconds": tracker.seconds, "checks": tracker.points,
               "training_gflops": round(3 * forward_flops(run.model) * run.metrics["epochs"] * fit_size
                                        / tracker.seconds / 1e9, 2)}
@@ -216,10 +217,11 @@ def print_table(results):
           f"{results['backend']} backend, " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
     if rows:
         print(f"\n{'dataset':14} {'recipe':8} {'model':10} {'target':>7} {'s to target':>12} "
-              f"{'final acc':>9} {'train s':>8} {'epochs':>6} {'GFLOP/s':>8}")
+              f"{'final acc':>9} {'with TTA':>8} {'train s':>8} {'epochs':>6} {'GFLOP/s':>8}")
         for r in rows:
             print(f"{r['dataset']:14} {r['preset']:8} {r['model']:10} {_pct(r['target']):>7} "
                   f"{_secs(r['seconds_to_target']):>12} {_pct(r['final_accuracy']):>9} "
+                  f"{_pct(r['final_accuracy_tta']):>8} "
                   f"{r['training_seconds']:>8.1f} {r['epochs']:>6} {r['training_gflops']:>8.2f}")
     if "cifar10" in results and "skipped" in results["cifar10"]:
         print(f"cifar10: skipped ({results['cifar10']['skipped']})")

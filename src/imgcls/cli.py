@@ -50,7 +50,9 @@ def build_parser():
     train.add_argument("--schedule", help="onecycle or constant")
     train.add_argument("--validation-split", type=float,
                        help="fraction of the training set held out for validation")
-    train.add_argument("--augment", action="store_true", default=None, help="random shifts (and flips for photos)")
+    train.add_argument("--augment", nargs="?", const="auto", metavar="KINDS",
+                       help="random augmentation in training: shift, flip, shift,flip, or auto (the default "
+                            "when given without a value: shift, and flip for colour images)")
     train.add_argument("--early-stopping", nargs="?", const=3, type=int, metavar="PATIENCE",
                        help="stop when validation loss has not improved for PATIENCE epochs (default 3)")
     train.add_argument("--seed", type=int)

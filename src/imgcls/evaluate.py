@@ -11,10 +11,18 @@ def predict_proba(model, x, batch_size=512):
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def evaluate(model, x, y, class_names, batch_size=512):
-    """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions."""
+def evaluate(model, x, y, class_names, batch_size=512, tta=False):
+    """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions.
+
+    With `tta`, also the accuracy of predictions averaged over each image and its mirror image
+    (test-time augmentation): a point or more on photos, for one more pass.
+    """
     y = np.asarray(y).reshape(-1)
     probs = predict_proba(model, x, batch_size)
+    extra = {}
+    if tta:
+        mirrored = (probs + predict_proba(model, np.asarray(x)[:, :, ::-1], batch_size)) / 2
+        extra["test_accuracy_tta"] = round(float(np.mean(mirrored.argmax(axis=1) == y)), 6)
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     # Keras's cross-entropy clips probabilities at 1e-7 too, so this equals model.evaluate's loss.
@@ -25,6 +33,7 @@ def evaluate(model, x, y, class_names, batch_size=512):
                  | {"support": int(report[name]["support"])} for name in class_names}
     metrics = {
         "test_accuracy": round(float(np.mean(predicted == y)), 6),
+        **extra,
         "test_loss": round(loss, 6),
         "test_size": int(len(y)),
         "per_class": per_class,

@@ -80,7 +80,7 @@ class OneCycle(keras.callbacks.Callback):
     model files load without imgcls.
     """
 
-    def __init__(self, peak, total_steps, steps_per_epoch, warmup=0.2):
+    def __init__(self, peak, total_steps, steps_per_epoch, warmup):
         super().__init__()
         self.peak, self.total, self.steps_per_epoch = peak, max(2, total_steps), steps_per_epoch
         self.warmup = max(1, int(warmup * self.total))
@@ -95,6 +95,12 @@ class OneCycle(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate = self.rate(self.epoch * self.steps_per_epoch + batch)
+
+
+def optimizer(config: TrainConfig):
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+    return keras.optimizers.Adam(config.lr, weight_decay=config.weight_decay or None)
 
 
 def split_validation(x, y, fraction):
@@ -125,13 +131,19 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     model = build_model(config.model, dataset.x_train.shape[1:], len(dataset.class_names),
                         augment=config.augment)
     steps_per_epoch = -(-len(x_fit) // config.batch_size)
-    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
+    if config.label_smoothing:  # Keras smooths only one-hot labels
+        y_fit = keras.utils.to_categorical(y_fit, len(dataset.class_names))
+        if validation:
+            validation = (validation[0], keras.utils.to_categorical(validation[1], len(dataset.class_names)))
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) \
+        if config.label_smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=optimizer(config), loss=loss, metrics=["accuracy"],
+                  steps_per_execution=config.steps_per_execution)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     checkpoint = RunCheckpoint(folder, metadata)
     callbacks = [checkpoint, *callbacks]
     if config.schedule == "onecycle":
-        callbacks.append(OneCycle(config.lr, config.epochs * steps_per_epoch, steps_per_epoch))
+        callbacks.append(OneCycle(config.lr, config.epochs * steps_per_epoch, steps_per_epoch, config.warmup))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
@@ -147,9 +159,11 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
         print("\nInterrupted: keeping the last checkpoint and writing the results so far.")
     seconds = time.perf_counter() - start
 
+    # Saved models are compiled for what their users do: evaluate on integer labels, one batch a call.
+    model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     for name in ("model.keras", "model.h5"):
         save_model(model, folder / name, metadata)
-    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta)
     metrics = {
         "dataset": dataset.name, "model": config.model, **metrics,
         "training_seconds": round(seconds, 2), "epochs": len(checkpoint.rows),
