@@ -57,7 +57,7 @@ def build_parser():
                        help="stop when validation loss has not improved for PATIENCE epochs (default 3)")
     train.add_argument("--seed", type=int)
     train.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<timestamp>)")
-    train.add_argument("--preset", help="training recipe: seed (the tutorial) or default")
+    train.add_argument("--preset", help="training recipe: default, best, or seed (the tutorial notebook)")
     train.add_argument("--config", help="JSON file of config keys (a run's config.json reruns it)")
     train.add_argument("--data-dir", help="local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
 
