@@ -5,7 +5,6 @@ data, so a speedup is a ratio measured in one run on one machine, not two absolu
 """
 
 import dataclasses
-import json
 import tempfile
 import time
 from datetime import datetime

@@ -3,8 +3,6 @@
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from imgcls.data import Dataset
-
 
 def predict_proba(model, x, batch_size=512):
     """Class probabilities for a batch of raw pixels; quiet, since callers show their own progress."""
@@ -40,10 +38,6 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
         "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
     }
     return metrics, probs
-
-
-def evaluate_dataset(model, dataset: Dataset, batch_size=512):
-    return evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, batch_size)
 
 
 def environment():
