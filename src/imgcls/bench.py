@@ -28,14 +28,15 @@ class TimeToAccuracy(keras.callbacks.Callback):
     """Checks test accuracy at fixed points, `checks_per_epoch` times an epoch, with the clock
     stopped while it checks; records the training seconds at each point."""
 
-    def __init__(self, x_test, y_test, steps_per_epoch, checks_per_epoch=4):
+    def __init__(self, x_test, y_test, checks_per_epoch=4):
         super().__init__()
         self.x_test, self.y_test = x_test, np.asarray(y_test).reshape(-1)
-        self.every = max(1, steps_per_epoch // checks_per_epoch)
-        self.steps_per_epoch = steps_per_epoch
+        self.checks_per_epoch = checks_per_epoch
         self.points = []  # (epochs done, training seconds, test accuracy)
 
     def on_train_begin(self, logs=None):
+        self.steps_per_epoch = self.params["steps"]
+        self.every = max(1, self.steps_per_epoch // self.checks_per_epoch)
         self.next_check, self.checking, self.start = self.every, 0.0, time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -68,15 +69,14 @@ def time_to_accuracy(dataset, preset, target):
     print(f"\n== {preset} recipe on {dataset.name}: {config.model}, {config.epochs} epochs, batch {config.batch_size}")
     with tempfile.TemporaryDirectory() as folder:
         config = dataclasses.replace(config, out=folder)
-        fit_size = len(dataset.x_train) - int(round(len(dataset.x_train) * config.validation_split))
-        tracker = TimeToAccuracy(dataset.x_test, dataset.y_test, -(-fit_size // config.batch_size))
+        tracker = TimeToAccuracy(dataset.x_test, dataset.y_test)
         run = train(config, dataset=dataset, callbacks=[tracker])
     result = {"preset": preset, "model": config.model, "dataset": dataset.name, "target": target,
               "seconds_to_target": tracker.seconds_to(target),
               "final_accuracy": run.metrics["test_accuracy"],
               "final_accuracy_tta": run.metrics.get("test_accuracy_tta"), "epochs": run.metrics["epochs"],
               "training_seconds": tracker.seconds, "checks": tracker.points,
-              "training_gflops": round(3 * forward_flops(run.model) * run.metrics["epochs"] * fit_size
+              "training_gflops": round(3 * forward_flops(run.model) * run.metrics["epochs"] * run.metrics["train_size"]
                                        / tracker.seconds / 1e9, 2)}
     return result, tracker
 

@@ -80,10 +80,14 @@ class OneCycle(keras.callbacks.Callback):
     model files load without imgcls.
     """
 
-    def __init__(self, peak, total_steps, steps_per_epoch, warmup):
+    def __init__(self, peak, warmup):
         super().__init__()
-        self.peak, self.total, self.steps_per_epoch = peak, max(2, total_steps), steps_per_epoch
-        self.warmup = max(1, int(warmup * self.total))
+        self.peak, self.warmup_fraction = peak, warmup
+
+    def on_train_begin(self, logs=None):
+        self.steps_per_epoch = self.params["steps"]
+        self.total = max(2, self.params["epochs"] * self.steps_per_epoch)
+        self.warmup = max(1, int(self.warmup_fraction * self.total))
 
     def rate(self, step):
         if step < self.warmup:
@@ -130,7 +134,6 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
 
     model = build_model(config.model, dataset.x_train.shape[1:], len(dataset.class_names),
                         augment=config.augment)
-    steps_per_epoch = -(-len(x_fit) // config.batch_size)
     if config.label_smoothing:  # Keras smooths only one-hot labels
         y_fit = keras.utils.to_categorical(y_fit, len(dataset.class_names))
         if validation:
@@ -143,7 +146,7 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     checkpoint = RunCheckpoint(folder, metadata)
     callbacks = [checkpoint, *callbacks]
     if config.schedule == "onecycle":
-        callbacks.append(OneCycle(config.lr, config.epochs * steps_per_epoch, steps_per_epoch, config.warmup))
+        callbacks.append(OneCycle(config.lr, config.warmup))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
