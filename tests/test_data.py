@@ -452,3 +452,10 @@ def test_real_cifar10_jpg_archive_is_recognised():
     assert x_train.shape == x_test.shape == (30, 32, 32, 3) and y_train.shape == (30, 1)
     assert np.bincount(y_train[:, 0]).tolist() == [3] * 10 and np.bincount(y_test[:, 0]).tolist() == [3] * 10
     assert 40 < x_train.mean() < 220 and x_train.std() > 20  # real photos, not blank
+
+
+def test_short_name_fits_a_folder_name():
+    from imgcls.data import short_name
+    assert short_name("mnist") == "mnist"
+    assert short_name("folder:/data/my photos/") == "my-photos"
+    assert short_name("folder:~/pets.v2") == "pets.v2"

@@ -117,30 +117,9 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from pathlib import Path
+    from imgcls.evaluate import evaluate_saved
 
-    from imgcls import reports
-    from imgcls.artifacts import write_json
-    from imgcls.data import load_dataset
-    from imgcls.evaluate import environment, evaluate
-    from imgcls.saving import load_model
-
-    model, metadata, path = load_model(args.model)
-    name = args.dataset or metadata.get("dataset")
-    if not name:
-        raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
-    dataset = load_dataset(name, data_dir=args.data_dir)
-    if len(dataset.class_names) != model.output_shape[-1]:
-        raise ImgclsError(f"{name} has {len(dataset.class_names)} classes but the model predicts "
-                          f"{model.output_shape[-1]}")
-    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
-    metrics = {"dataset": dataset.name, "model": metadata["model"], "model_file": str(path),
-               **metrics, **environment()}
-    folder = Path(args.out) if args.out else path.parent / f"eval-{name.replace(':', '-').replace('/', '_')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "metrics.json", metrics)
-    reports.write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names)
-    reports.write_report(folder, metrics)
+    folder, metrics = evaluate_saved(args.model, dataset=args.dataset, data_dir=args.data_dir, out=args.out)
     print(f"Results: {folder}")
     print(f"Test accuracy: {metrics['test_accuracy']:.2%}")
 

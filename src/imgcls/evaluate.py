@@ -1,7 +1,14 @@
 """Test-set metrics: accuracy, loss, per-class precision/recall/F1 and the confusion matrix."""
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
+
+from imgcls import reports
+from imgcls.data import load_dataset, short_name
+from imgcls.errors import ImgclsError
+from imgcls.saving import load_model
 
 
 def predict_proba(model, x, batch_size=512):
@@ -38,6 +45,27 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
         "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
     }
     return metrics, probs
+
+
+def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None):
+    """Evaluate a saved model on the test split of `dataset` (default: the one it was trained on);
+    writes metrics.json, the plots and report.md to `out` (default <model folder>/eval-<dataset>).
+    Returns (folder, metrics)."""
+    model, metadata, path = load_model(model_or_run)
+    name = dataset or metadata.get("dataset")
+    if not name:
+        raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
+    data = load_dataset(name, data_dir=data_dir)
+    if len(data.class_names) != model.output_shape[-1]:
+        raise ImgclsError(f"{name} has {len(data.class_names)} classes but the model predicts "
+                          f"{model.output_shape[-1]}")
+    metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names)
+    metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
+               **metrics, **environment()}
+    folder = Path(out) if out else path.parent / f"eval-{short_name(name)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    reports.write_results(folder, metrics, data, probs)
+    return folder, metrics
 
 
 def environment():

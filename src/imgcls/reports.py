@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from imgcls.artifacts import write_bytes, write_text
+from imgcls.artifacts import write_bytes, write_json, write_text
 
 PLOTS = ("curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png")
 
@@ -88,6 +88,13 @@ def plot_misclassified(x, y, probs, class_names, path, count=32):
     wrong = np.flatnonzero(probs.argmax(axis=1) != y)
     indices = wrong[np.argsort(-probs[wrong].max(axis=1))][:count]
     _grid(x, y, probs, indices, class_names, f"Most confident mistakes ({len(wrong)} in all)", path)
+
+
+def write_results(folder, metrics, dataset, probs, history=None, config=None):
+    """metrics.json, the plots and report.md of `dataset`'s test split: a run's or an evaluation's."""
+    write_json(folder / "metrics.json", metrics)
+    write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names, history)
+    write_report(folder, metrics, config)
 
 
 def write_plots(folder, x, y, probs, metrics, class_names, history=None):

@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 import io
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 from imgcls import reports
 from imgcls.artifacts import write_json, write_text
 from imgcls.config import TrainConfig
-from imgcls.data import load_dataset
+from imgcls.data import load_dataset, short_name
 from imgcls.evaluate import environment, evaluate
 from imgcls.models import build_model, check_model_name
 from imgcls.saving import save_model
@@ -60,8 +59,7 @@ def run_folder(config: TrainConfig, root="runs"):
     if config.out:
         folder = Path(config.out)
     else:
-        dataset = re.sub(r"[^A-Za-z0-9_.]+", "-", Path(config.dataset.removeprefix("folder:")).name
-                         if config.dataset.startswith("folder:") else config.dataset).strip("-")
+        dataset = short_name(config.dataset)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         folder = Path(root) / f"{dataset}-{config.model}-{stamp}"
         suffix = 1
@@ -174,8 +172,5 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
         "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
         **environment(),
     }
-    write_json(folder / "metrics.json", metrics)
-    reports.write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names,
-                        history=checkpoint.history())
-    reports.write_report(folder, metrics, saved_config)
+    reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), config=saved_config)
     return Run(folder, metrics, model)

@@ -2,6 +2,7 @@
 source that works, verified and cached, and image folders of one's own ("folder:PATH")."""
 
 import difflib
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from imgcls.data.console import say
 from imgcls.data.folder import LAYOUT, check_options, load_folder
 from imgcls.errors import ImgclsError
 
-__all__ = ["Dataset", "cache_dir", "fetch_dataset", "list_datasets", "load_dataset"]
+__all__ = ["Dataset", "cache_dir", "fetch_dataset", "list_datasets", "load_dataset", "short_name"]
 
 
 @dataclass(eq=False)
@@ -62,6 +63,13 @@ def fetch_dataset(name, *, data_dir=None, progress=True) -> Path:
         raise ImgclsError(f"{name} is read from its folder when used; only {', '.join(builtin.DATASETS)} "
                           f"are fetched")
     return _fetch(_canonical(name), data_dir, progress)[0]
+
+
+def short_name(name):
+    """A dataset name fit for a folder name: "folder:~/photos/cats" -> "cats"."""
+    if name.startswith("folder:"):
+        name = Path(name[len("folder:"):]).name
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
 
 
 def _canonical(name):
