@@ -25,4 +25,4 @@ bench: $(STAMP)
 	$(VENV)/bin/imgcls bench --cifar-dir ../shared/datasets/cifar10-jpg.tar.gz $(BENCH)
 
 bench-serve: $(STAMP)
-	$(PY) bench/load.py
+	$(PY) -m imgcls.bench.load

@@ -4,7 +4,8 @@ FLOP counts, and the summary line scripts read. (Timings themselves are reported
 import numpy as np
 import pytest
 
-from imgcls.bench import TimeToAccuracy, forward_flops, run_bench, summary_line
+from imgcls.bench import run_bench, summary_line
+from imgcls.bench.speed import TimeToAccuracy, forward_flops, speedup
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
 
@@ -31,7 +32,31 @@ def test_forward_flops_of_the_tutorial_cnn():
     # 2 x multiply-adds: conv 26*26*32*9 + conv 11*11*64*288 + dense 1600*128 + dense 128*10
     expected = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 1600 * 128 + 128 * 10)
     assert forward_flops(build_model("cnn2", (28, 28), 10)) == expected
-    assert forward_flops(build_model("cnn2", (28, 28), 10, augment="shift,flip")) == expected
+
+
+class Record:
+    """A TimeToAccuracy's record: (epochs, training seconds, test accuracy) at each check."""
+
+    def __init__(self, points):
+        self.points = points
+
+    seconds_to = TimeToAccuracy.seconds_to
+
+
+def test_speedup_is_the_ratio_of_times_to_the_target():
+    tutorial = Record([(1, 20.0, 0.985), (2, 40.0, 0.991), (3, 60.0, 0.993)])
+    ours = Record([(0.25, 2.0, 0.97), (0.5, 4.0, 0.992)])
+    result = speedup(tutorial, ours, 0.99)
+    assert (result["mark"], result["mark_lowered"], result["speedup"]) == (0.99, False, 10.0)
+
+
+def test_speedup_lowers_the_mark_to_what_the_tutorial_reached_and_says_so():
+    tutorial = Record([(1, 20.0, 0.97), (2, 40.0, 0.985), (3, 60.0, 0.98)])
+    ours = Record([(0.25, 2.0, 0.97), (0.5, 5.0, 0.986)])
+    result = speedup(tutorial, ours, 0.99)
+    assert (result["mark"], result["mark_lowered"]) == (0.985, True)
+    assert (result["seed_seconds_to_mark"], result["default_seconds_to_mark"], result["speedup"]) == (40.0, 5.0, 8.0)
+    assert speedup(tutorial, Record([(1, 3.0, 0.9)]), 0.99)["speedup"] is None  # ours never got there
 
 
 def test_summary_line_is_the_last_word():

@@ -60,10 +60,11 @@ def test_not_a_model_file(capsys, tmp_path):
     assert_one_line_error(*run_cli(capsys, "predict", str(fake), "x.png")[::2], "is not a loadable Keras model")
 
 
-def test_unknown_model_is_reported_before_any_data_is_fetched(capsys, monkeypatch):
-    import imgcls.train
-    monkeypatch.setattr(imgcls.train, "load_dataset", lambda *a, **k: pytest.fail("fetched data"))
+def test_unknown_model_is_reported_before_any_data_is_fetched(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     assert_one_line_error(*run_cli(capsys, "train", "--model", "cnn9")[::2], "unknown model 'cnn9'")
+    assert list(tmp_path.iterdir()) == []  # no dataset cached, no run folder made
 
 
 def test_predict_on_png_and_jpeg(capsys, tmp_path, model_file):
@@ -91,7 +92,7 @@ def test_predict_writes_csv_and_rejects_bad_top_k(capsys, tmp_path, model_file):
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert len(rows) == 2 and str(image) in rows[1]
     assert_one_line_error(*run_cli(capsys, "predict", str(model_file), str(image), "--top-k", "0")[::2],
-                          "--top-k must be at least 1")
+                          "--top-k must be a whole number of at least 1")
 
 
 def test_predict_errors_name_the_file(capsys, tmp_path, model_file):
@@ -105,7 +106,7 @@ def test_predict_errors_name_the_file(capsys, tmp_path, model_file):
 def test_debug_shows_the_traceback():
     result = subprocess.run([sys.executable, "-m", "imgcls", "--debug", "train", "--epochs", "0"],
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "Traceback" in result.stderr and "ImgclsError" in result.stderr
+    assert result.returncode != 0 and "Traceback" in result.stderr and "epochs must be at least 1" in result.stderr
 
 
 def test_models_lists_presets(capsys):

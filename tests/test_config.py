@@ -19,7 +19,7 @@ def test_precedence_defaults_then_preset_then_file_then_flags(tmp_path):
     assert config.model == "cnn2"          # from the preset
     assert config.epochs == 7              # the file beats the preset
     assert config.batch_size == 128        # a flag beats the file
-    assert config.lr == RECIPES["seed"]["lr"]  # a flag not given changes nothing
+    assert config.lr == RECIPES["seed"].values["lr"]  # a flag not given changes nothing
     assert resolve_config().epochs == TrainConfig().epochs
 
 
@@ -31,12 +31,15 @@ def test_config_file_can_name_a_preset(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    ({"epochs": -1}, "--epochs must be at least 1"),
-    ({"validation_split": 1.5}, r"--validation-split must be in \[0, 1\)"),
-    ({"batch_size": 0}, "--batch-size must be at least 1"),
-    ({"lr": 0.0}, "--lr must be positive"),
-    ({"early_stopping": 0}, "patience must be at least 1"),
+    ({"epochs": -1}, "epochs must be at least 1"),
+    ({"validation_split": 1.5}, r"validation_split must be in \[0, 1\)"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"lr": 0.0}, "lr must be a positive, finite number"),
+    ({"lr": float("inf")}, "lr must be a positive, finite number"),
+    ({"early_stopping": 0}, "early_stopping must be at least 1"),
     ({"schedule": "linear"}, "unknown schedule 'linear'"),
+    ({"seed": -1}, "seed must be a whole number"),
+    ({"model": "cnn9"}, "unknown model 'cnn9'"),
 ])
 def test_nonsense_numbers_are_rejected(flags, message):
     with pytest.raises(ImgclsError, match=message):
@@ -55,6 +58,23 @@ def test_unknown_preset_and_keys_and_bad_files(tmp_path):
         resolve_config(config_file=bad)
     with pytest.raises(ImgclsError, match="config file not found"):
         resolve_config(config_file=tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": "3"}, "epochs must be int, got '3'"),
+    ({"lr": "0.01"}, "lr must be float, got '0.01'"),
+    ({"validation_split": None}, "validation_split must be float, got None"),
+    ({"augment": 5}, "augment must be str or null, got 5"),
+    ({"model": ["fast"]}, r"model must be str, got \['fast'\]"),
+    ({"batch_size": 1.5}, "batch_size must be int, got 1.5"),
+    ({"tta": "yes"}, "tta must be bool, got 'yes'"),
+    ({"epochs": True}, "epochs must be int, got True"),
+])
+def test_config_files_with_wrong_types_are_refused(tmp_path, values, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(ImgclsError, match=message):
+        resolve_config(config_file=path)
 
 
 def test_recipes_refine_per_dataset_and_flags_still_win():

@@ -34,14 +34,6 @@ def test_tutorial_presets_match_tutorial_parameter_counts(name, shape):
     assert build_model(name, shape, 10).count_params() == TUTORIAL_PARAMS[(name, shape)]
 
 
-def test_augmentation_adds_no_parameters_and_is_inactive_at_inference():
-    plain, augmented = build_model("cnn1", (28, 28), 10), build_model("cnn1", (28, 28), 10, augment="auto")
-    assert plain.count_params() == augmented.count_params()
-    augmented.set_weights(plain.get_weights())
-    pixels = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
-    np.testing.assert_allclose(plain.predict(pixels, verbose=0), augmented.predict(pixels, verbose=0), rtol=1e-5)
-
-
 def test_unknown_model_lists_valid_names_and_suggests():
     with pytest.raises(ImgclsError, match=r"unknown model 'cnn22'.*Did you mean 'cnn2'.*dense"):
         build_model("cnn22", (28, 28), 10)

@@ -10,8 +10,9 @@ from PIL import Image
 from imgcls import predict
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
-from imgcls.predict import (expand_inputs, format_table, predict_files, read_image, style_for,
-                            to_model_input, write_csv)
+from imgcls.images import open_image as read_image
+from imgcls.images import to_model_input
+from imgcls.predict import expand_inputs, format_table, predict_files, style_for, write_csv
 
 CLASSES = ["a", "b", "c"]
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from imgcls.artifacts import atomic_path
+from imgcls.runs import atomic_path
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
 from imgcls.saving import load_model, save_model

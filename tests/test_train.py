@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from imgcls.config import resolve_config
-from imgcls.train import train
+from imgcls.errors import ImgclsError
+from imgcls.runs import new_run_folder
+from imgcls.train import OneCycle, train
 
-RUN_FILES = {"config.json", "model.keras", "model.h5", "checkpoint.keras", "history.csv", "metrics.json",
+RUN_FILES = {"config.json", "model.keras", "model.h5", "checkpoint.keras", "history.csv", "steps.csv", "metrics.json",
              "curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png", "report.md"}
 
 
@@ -52,6 +54,10 @@ def test_metrics_and_history_describe_the_run(run):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
     config = json.loads((run.folder / "config.json").read_text())
     assert config["model"] == "cnn1" and config["epochs"] == 2 and "out" not in config
+    steps = list(csv.DictReader((run.folder / "steps.csv").open()))
+    epochs = [float(r["epoch"]) for r in steps]  # every tenth of an epoch, or every compiled call if rarer
+    assert epochs == sorted(epochs) and {1.0, 2.0} <= set(epochs) and len(epochs) >= 8
+    assert float(steps[-1]["loss"]) < float(steps[0]["loss"]) and 0 < float(steps[-1]["accuracy"]) <= 1
 
 
 @pytest.mark.parametrize("name", ["model.keras", "model.h5"])
@@ -96,3 +102,52 @@ def test_photo_recipe_path_saves_models_that_evaluate_on_integer_labels(small_mn
     model = keras.saving.load_model(tmp_path / "model.keras")
     _, accuracy = model.evaluate(small_mnist.x_test, small_mnist.y_test, verbose=0)
     assert accuracy == pytest.approx(run.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_one_cycle_rate_at_given_steps():
+    schedule = OneCycle(peak=0.01, total_steps=100, warmup_steps=20)
+    rates = {step: float(schedule(step)) for step in (0, 10, 20, 60, 100, 120)}
+    assert rates == pytest.approx({0: 0.0004, 10: 0.0052, 20: 0.01, 60: 0.005, 100: 0.0, 120: 0.0})
+    assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule)),
+                      OneCycle)
+
+
+def test_schedule_changes_the_rate_every_step_inside_multi_step_calls(small_mnist, tmp_path):
+    """With 8 steps per compiled call, a callback could only change the rate every 8 steps; the
+    schedule is evaluated by the optimizer itself, so Adam's step count drives it exactly."""
+    seen = []
+
+    class Rates(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            optimizer = self.model.optimizer
+            seen.append((int(optimizer.iterations), float(optimizer.learning_rate)))
+
+    config = resolve_config(model="dense", epochs=1, batch_size=100, steps_per_execution=4, out=str(tmp_path))
+    train(config, dataset=small_mnist, progress=False, callbacks=[Rates()])
+    schedule = OneCycle(config.lr, 18, config.warmup * 18)  # 1800 training images / 100
+    assert [step for step, _ in seen] == [4, 8, 12, 16, 18]
+    assert [rate for _, rate in seen] == pytest.approx([float(schedule(step)) for step, _ in seen], rel=1e-5)
+
+
+def test_augmented_training_saves_a_pure_inference_model(small_mnist, tmp_path):
+    config = resolve_config(model="cnn1", epochs=1, augment="shift", out=str(tmp_path))
+    run = train(config, dataset=small_mnist, progress=False)
+    for name in ("model.keras", "model.h5", "checkpoint.keras"):
+        model = keras.saving.load_model(tmp_path / name)
+        kinds = {type(layer).__name__ for layer in model.layers}
+        assert not any(kind.startswith("Random") for kind in kinds) and "Sequential" not in kinds, kinds
+    assert run.metrics["test_accuracy"] > 0.5
+
+
+def test_a_diverging_run_fails_with_one_line_and_writes_no_metrics(small_mnist, tmp_path):
+    config = resolve_config(model="dense", epochs=2, optimizer="sgd", lr=1e30, schedule="constant",
+                            out=str(tmp_path))
+    with pytest.raises(ImgclsError, match="training diverged.*lower learning rate"):
+        train(config, dataset=small_mnist, progress=False)
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "model.keras").exists()
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    folders = [new_run_folder("folder:~/my photos", "fast", root=tmp_path) for _ in range(3)]
+    assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
+    assert folders[0].name.startswith("my-photos-fast-") and folders[2].name.endswith("-3")

@@ -1,12 +1,15 @@
 """The `imgcls` command: a thin layer over the library. Errors are one line; --debug shows the traceback."""
 
 import argparse
-import difflib
+import dataclasses
 import json
 import os
 import sys
+import types
+import typing
 
-from imgcls.errors import ImgclsError
+from imgcls.config import RECIPES, TrainConfig
+from imgcls.errors import ImgclsError, InvalidValue, closest, first_line
 
 
 class Parser(argparse.ArgumentParser):
@@ -19,9 +22,9 @@ class Parser(argparse.ArgumentParser):
         if "unrecognized arguments:" in message:
             known = self._long_options()
             for word in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(word.split("=")[0], known, n=1)
-                if close:
-                    message += f" (did you mean {close[0]}?)"
+                guess = closest(word.split("=")[0], known)
+                if guess:
+                    message += f" (did you mean {guess}?)"
                     break
         raise ImgclsError(f"{message} (see '{self.prog} --help')")
 
@@ -41,25 +44,10 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    train = commands.add_parser("train", help="train a model into a run folder")
-    train.add_argument("--dataset", help="mnist, fashion_mnist, cifar10 or folder:PATH (default mnist)")
-    train.add_argument("--model", help="model preset (see 'imgcls models')")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, help="(peak) learning rate")
-    train.add_argument("--schedule", help="onecycle or constant")
-    train.add_argument("--validation-split", type=float,
-                       help="fraction of the training set held out for validation")
-    train.add_argument("--augment", nargs="?", const="auto", metavar="KINDS",
-                       help="random augmentation in training: shift, flip, shift,flip, or auto (the default "
-                            "when given without a value: shift, and flip for colour images)")
-    train.add_argument("--early-stopping", nargs="?", const=3, type=int, metavar="PATIENCE",
-                       help="stop when validation loss has not improved for PATIENCE epochs (default 3)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<timestamp>)")
-    train.add_argument("--preset", help="training recipe: default, best, or seed (the tutorial notebook)")
+    train = commands.add_parser("train", help="train a model into a run folder",
+                                epilog="Unset options come from the recipe (--preset) for the dataset.")
+    add_config_flags(train)
     train.add_argument("--config", help="JSON file of config keys (a run's config.json reruns it)")
-    train.add_argument("--data-dir", help="local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split")
     evaluate.add_argument("model", metavar="MODEL_OR_RUN")
@@ -101,14 +89,34 @@ def build_parser():
     return parser
 
 
+def add_config_flags(parser):
+    """One flag per TrainConfig field: its name, type and help come from the field. No flag has a
+    default of its own, so only the flags given override the recipe and the config file."""
+    from imgcls.data import list_datasets
+
+    extra_help = {"preset": "; ".join(f"{name}: {recipe.about}" for name, recipe in RECIPES.items()),
+                  "dataset": ", ".join(list_datasets())}
+    for field in dataclasses.fields(TrainConfig):
+        kind = next(t for t in _types(field.type) if t is not type(None))
+        options = {k: v for k, v in field.metadata.items() if k != "help"}
+        text = field.metadata["help"] + (f" ({extra_help[field.name]})" if field.name in extra_help else "")
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            parser.add_argument(flag, type=kind, nargs="?" if "const" in options else None, help=text, **options)
+
+
+def _types(annotation):
+    return typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+
+
 def cmd_train(args):
     from imgcls.config import resolve_config
     from imgcls.train import train
 
-    flags = {k: getattr(args, k) for k in ("dataset", "model", "epochs", "batch_size", "lr", "schedule",
-                                           "validation_split", "augment", "early_stopping", "seed",
-                                           "out", "data_dir")}
-    config = resolve_config(preset=args.preset, config_file=args.config, **flags)
+    flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
+    config = resolve_config(config_file=args.config, **flags)
     run = train(config)
     m = run.metrics
     print(f"{m['epochs']} epochs in {m['training_seconds']:.1f} s; report: {run.folder / 'report.md'}")
@@ -128,8 +136,6 @@ def cmd_predict(args):
     from imgcls.predict import format_table, predict_files, write_csv
     from imgcls.saving import load_model
 
-    if args.top_k < 1:
-        raise ImgclsError("--top-k must be at least 1")
     model, metadata, _ = load_model(args.model)
     results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k,
                             dataset=metadata.get("dataset"), preprocess=not args.no_preprocess)
@@ -151,6 +157,8 @@ def cmd_serve(args):
 
     if args.max_upload_mb <= 0:
         raise ImgclsError("--max-upload-mb must be positive")
+    if not 0 < args.port < 65536:
+        raise ImgclsError(f"--port must be from 1 to 65535, got {args.port}")
     serve(args.model, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
           preprocess=not args.no_preprocess)
 
@@ -175,7 +183,7 @@ def cmd_models(args):
 def cmd_bench(args):
     from imgcls.bench import PARTS, run_bench
 
-    parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else PARTS
+    parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else tuple(PARTS)
     run_bench(parts, cifar_dir=args.cifar_dir)
 
 
@@ -197,9 +205,10 @@ def _quiet_backend():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    debug = False
     try:
         args = build_parser().parse_args(argv)
+        debug = args.debug
         if not debug:
             _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
@@ -208,7 +217,8 @@ def main(argv=None):
     except ImgclsError as e:
         if debug:
             raise
-        print(f"imgcls: error: {e}", file=sys.stderr)
+        message = f"--{e.key.replace('_', '-')} {e.problem}" if isinstance(e, InvalidValue) else str(e)
+        print(f"imgcls: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:
@@ -218,8 +228,8 @@ def main(argv=None):
     except Exception as e:  # a bug or an unforeseen failure: still one line, the details on request
         if debug:
             raise
-        print(f"imgcls: error: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-              " (run with --debug for the traceback)", file=sys.stderr)
+        print(f"imgcls: error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)",
+              file=sys.stderr)
         return 1
     return 0
 

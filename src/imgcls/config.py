@@ -1,108 +1,134 @@
 """Training configuration: defaults in one place, named recipes, and the order they apply in.
 
-Precedence: the defaults below < a recipe (`--preset`) < a JSON config file < command-line flags.
+Precedence: the defaults below < a recipe (`--preset`, refined per dataset by the dataset's spec)
+< a JSON config file < command-line flags. Each field is one line: its default, and the help text
+the CLI shows for its flag (`--batch-size` for `batch_size`), so a new field is a new flag.
 The resolved config is saved in each run folder and is enough to rerun the run.
 """
 
 import dataclasses
-import difflib
 import json
+import types
+import typing
 from pathlib import Path
 
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, InvalidValue, unknown
+
+
+def option(default, help, **cli):
+    """A config field: its default, its help, and argparse extras for its flag (e.g. const)."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    preset: str = "default"    # the recipe these values started from (see RECIPES)
-    dataset: str = "mnist"
-    model: str = "fast"
-    epochs: int = 1            # one epoch of `fast` passes 99% on MNIST
-    batch_size: int = 64       # on 2 CPU cores 64 converged in fewer seconds than 32, 128 or 256
-    optimizer: str = "adam"    # "adam", or "sgd" (Nesterov momentum 0.9), which the photo recipes use
-    lr: float = 1e-2           # peak rate of the one-cycle schedule
-    schedule: str = "onecycle"  # "onecycle" (linear warm-up, then linear decay to zero) or "constant"
-    warmup: float = 0.2        # fraction of the steps spent warming up in the one-cycle schedule
-    weight_decay: float = 0.0  # decoupled, per step, scaled by the learning rate
-    label_smoothing: float = 0.0  # share of each label spread over the other classes
-    steps_per_execution: int = 8  # batches per compiled call: 25-45% faster than 1 on a CPU
-    validation_split: float = 0.1  # held out from the end of the training set, as Keras does
-    augment: str | None = None  # "shift", "flip", "shift,flip", or "auto": shift, and flip for colour
-    tta: bool = False          # also report test accuracy averaged with mirror images (for photos)
-    early_stopping: int | None = None  # patience in epochs; None trains every epoch
-    seed: int = 0
-    out: str | None = None     # run folder; None makes runs/<dataset>-<model>-<timestamp>
-    data_dir: str | None = None  # local copy of the dataset, for sources that need one
+    preset: str = option("default", "training recipe the other values start from (see RECIPES)")
+    dataset: str = option("mnist", "a built-in dataset or folder:PATH of your own images")
+    model: str = option("fast", "model preset (see 'imgcls models')")
+    epochs: int = option(1, "passes over the training set; one epoch of fast passes 99% on MNIST")
+    batch_size: int = option(64, "images per step; on 2 CPU cores 64 converged sooner than 32, 128 or 256")
+    optimizer: str = option("adam", "adam, or sgd (Nesterov momentum 0.9), which the photo recipes use")
+    lr: float = option(1e-2, "(peak) learning rate")
+    schedule: str = option("onecycle", "onecycle (linear warm-up, then linear decay to zero) or constant")
+    warmup: float = option(0.2, "share of the steps spent warming up in the one-cycle schedule")
+    weight_decay: float = option(0.0, "decoupled weight decay, per step, scaled by the learning rate")
+    label_smoothing: float = option(0.0, "share of each label spread over the other classes")
+    steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
+    validation_split: float = option(0.1, "share of the training set held out (from its end, as Keras does)")
+    augment: str | None = option(None, "random augmentation in training: shift, flip, shift,flip, or auto "
+                                        "(the value when given alone: shift, and flip for colour images)",
+                                 const="auto", metavar="KINDS")
+    tta: bool = option(False, "also report test accuracy averaged with mirror images (for photos)")
+    early_stopping: int | None = option(None, "stop when validation loss has not improved for PATIENCE "
+                                              "epochs (3 when given alone)", const=3, metavar="PATIENCE")
+    seed: int = option(0, "random seed for weights, shuffling and augmentation")
+    out: str | None = option(None, "run folder (default runs/<dataset>-<model>-<timestamp>)")
+    data_dir: str | None = option(None, "local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
 
     def validate(self):
-        """Reject nonsense before any data is fetched or model built."""
+        """Reject wrong types and nonsense before any data is fetched, model built or file written."""
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.steps_per_execution >= 1,
-             f"steps_per_execution must be at least 1, got {self.steps_per_execution}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (0 <= self.validation_split < 1,
-             f"--validation-split must be in [0, 1), got {self.validation_split}"),
-            (self.early_stopping is None or self.early_stopping >= 1,
-             f"--early-stopping patience must be at least 1, got {self.early_stopping}"),
-            (self.schedule in SCHEDULES,
-             f"unknown schedule '{self.schedule}'; valid: {', '.join(SCHEDULES)}"),
-            (self.optimizer in OPTIMIZERS,
-             f"unknown optimizer '{self.optimizer}'; valid: {', '.join(OPTIMIZERS)}"),
-            (0 <= self.warmup < 1, f"warmup must be in [0, 1), got {self.warmup}"),
-            (self.weight_decay >= 0, f"weight_decay must not be negative, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (not self.augment or set(self.augment.split(",")) <= set(AUGMENTATIONS),
-             f"unknown augmentation '{self.augment}'; valid: auto, or a comma list of shift, flip"),
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("steps_per_execution", self.steps_per_execution >= 1, "must be at least 1"),
+            ("lr", 0 < self.lr < float("inf"), "must be a positive, finite number"),
+            ("validation_split", 0 <= self.validation_split < 1, "must be in [0, 1)"),
+            ("early_stopping", self.early_stopping is None or self.early_stopping >= 1, "must be at least 1"),
+            ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
         ]
-        for ok, message in checks:
+        for key, ok, rule in checks:
             if not ok:
-                raise ImgclsError(message)
+                raise InvalidValue(key, f"{rule}, got {getattr(self, key)!r}")
+        from imgcls.models import model_spec  # here: it imports Keras, which reading a config must not need
+
+        model_spec(self.model)
+        for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+            if getattr(self, key) not in valid:
+                raise unknown(key, getattr(self, key), valid)
+        if self.augment and not set(self.augment.split(",")) <= set(AUGMENTATIONS):
+            raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
+                                         f"{', '.join(a for a in AUGMENTATIONS if a != 'auto')}")
         return self
+
+
+def _check_type(key, value, annotation):
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if not any(isinstance(value, t) and (t is bool or not isinstance(value, bool)) for t in allowed if t is not type(None)):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+        raise InvalidValue(key, f"must be {names}, got {value!r}")
 
 
 SCHEDULES = ("onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
 AUGMENTATIONS = ("auto", "shift", "flip")
 
-# The fast CIFAR-10 scripts' recipe (airbench), scaled down to a CPU: SGD with a high peak rate,
-# weight decay, label smoothing 0.2, all the training images (no hold-out), mirror-image TTA.
-PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd", lr=0.2, warmup=0.05,
-              weight_decay=2.5e-3, label_smoothing=0.2, validation_split=0.0, augment="shift,flip",
-              steps_per_execution=1, tta=True)
-CLOTHES = dict(PHOTOS, epochs=5, warmup=0.2, augment="flip")
 
-# Named recipes: each overrides some defaults; its "datasets" entry refines it per dataset,
-# since what trains MNIST fastest is too small for CIFAR-10.
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    about: str
+    values: dict  # overrides of the defaults; a dataset's spec may refine them further
+
+
 RECIPES = {
+    "default": Recipe("our fastest good recipe for the dataset", {}),
+    "best": Recipe("highest accuracy within a few minutes of training",
+                   dict(model="fast_wide", epochs=15, batch_size=128, lr=5e-3, augment="shift",
+                        label_smoothing=0.1)),
     # The tutorial notebook, kept honest: it is the baseline every speed claim is measured against.
-    "seed": dict(model="cnn2", epochs=5, batch_size=32, lr=1e-3, schedule="constant",
-                 validation_split=0.1, augment=None, steps_per_execution=1),
-    "default": {"datasets": {"fashion_mnist": CLOTHES, "cifar10": PHOTOS}},
-    # Highest accuracy within 5 minutes of training on MNIST: wider, augmented, longer.
-    "best": dict(model="fast_wide", epochs=15, batch_size=128, lr=5e-3, augment="shift", label_smoothing=0.1,
-                 datasets={"fashion_mnist": CLOTHES, "cifar10": PHOTOS}),
+    "seed": Recipe("the tutorial notebook, exactly (the baseline)",
+                   dict(model="cnn2", epochs=5, batch_size=32, lr=1e-3, schedule="constant",
+                        validation_split=0.1, augment=None, steps_per_execution=1)),
 }
 
 
 def resolve_config(preset=None, config_file=None, **flags):
-    """Apply the recipe (for the chosen dataset), then the config file, then the flags given (not None)."""
+    """Apply the recipe (refined for the chosen dataset), then the config file, then the flags given
+    (not None)."""
+    from imgcls.data import dataset_recipe
+
     file_values = _read_config_file(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
     preset = preset or file_values.pop("preset", None) or "default"
     if preset not in RECIPES:
-        close = difflib.get_close_matches(preset, RECIPES, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ImgclsError(f"unknown preset '{preset}'.{hint} Valid presets: {', '.join(RECIPES)}")
-    recipe = dict(RECIPES[preset])
-    per_dataset = recipe.pop("datasets", {})
+        raise unknown("preset", preset, RECIPES)
     dataset = flags.get("dataset", file_values.get("dataset", TrainConfig.dataset))
-    values = {**recipe, **per_dataset.get(dataset, {}), **file_values, **flags, "preset": preset}
+    if not isinstance(dataset, str):
+        raise InvalidValue("dataset", f"must be str, got {dataset!r}")
+    values = {**RECIPES[preset].values, **dataset_recipe(dataset, preset), **file_values, **flags,
+              "preset": preset}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ImgclsError(f"unknown config keys: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+    extra = sorted(set(values) - known)
+    if extra:
+        raise ImgclsError(f"unknown config keys: {', '.join(extra)}; valid keys: {', '.join(sorted(known))}")
     return TrainConfig(**values).validate()
 
 

@@ -3,11 +3,12 @@
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
 from imgcls import reports
-from imgcls.data import load_dataset, short_name
+from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
+from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
 
 
@@ -30,8 +31,8 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
         extra["test_accuracy_tta"] = round(float(np.mean(mirrored.argmax(axis=1) == y)), 6)
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
-    # Keras's cross-entropy clips probabilities at 1e-7 too, so this equals model.evaluate's loss.
-    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    # Clipped at 1e-7 as Keras's cross-entropy does, so this equals model.evaluate's loss.
+    loss = log_loss(y, np.clip(probs, 1e-7, 1.0), labels=labels)
     report = classification_report(y, predicted, labels=labels, target_names=class_names,
                                    output_dict=True, zero_division=0)
     per_class = {name: {k: round(float(report[name][k]), 4) for k in ("precision", "recall", "f1-score")}
@@ -66,25 +67,3 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None):
     folder.mkdir(parents=True, exist_ok=True)
     reports.write_results(folder, metrics, data, probs)
     return folder, metrics
-
-
-def environment():
-    """Backend and library versions, recorded with every result so figures can be compared."""
-    import importlib.metadata
-    import platform
-
-    import keras
-
-    backend = keras.backend.backend()
-    packages = {"keras": "keras", "numpy": "numpy", "tensorflow": "tensorflow-cpu",
-                "jax": "jax", "torch": "torch"}
-    versions = {"python": platform.python_version()}
-    for name, dist in packages.items():
-        if name in ("keras", "numpy") or name == backend:
-            for candidate in (dist, name):
-                try:
-                    versions[name] = importlib.metadata.version(candidate)
-                    break
-                except importlib.metadata.PackageNotFoundError:
-                    continue
-    return {"backend": backend, "versions": versions}

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from imgcls.artifacts import write_bytes, write_json, write_text
+from imgcls.runs import write_bytes, write_json, write_text
 
 PLOTS = ("curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png")
 
@@ -29,20 +29,25 @@ def _show(ax, image):
     ax.axis("off")
 
 
-def plot_curves(history, path):
-    """Accuracy and loss per epoch, training against validation."""
+def plot_curves(history, steps, path):
+    """Accuracy and loss: training over each tenth of an epoch (a curve even for one epoch),
+    validation at the end of each epoch, whole-number epoch ticks."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, metric in zip(axes, ("accuracy", "loss")):
-        for prefix, label in (("", "training"), ("val_", "validation")):
-            values = history.get(prefix + metric)
-            if values:
-                ax.plot(epochs, values, marker="o", label=label)
+        fine = [(row["epoch"], row[metric]) for row in steps or () if metric in row]
+        if fine:
+            ax.plot(*zip(*fine), label="training")
+        elif history.get(metric):
+            ax.plot(epochs, history[metric], marker="o", label="training")
+        if history.get("val_" + metric):
+            ax.plot(epochs, history["val_" + metric], marker="o", label="validation")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+            ax.set_xlim(0, max(1, len(epochs)) * 1.02)  # room for the last validation marker
             ax.xaxis.get_major_locator().set_params(integer=True)
         else:
             ax.text(0.5, 0.5, "no completed epoch", ha="center", va="center", transform=ax.transAxes)
@@ -90,17 +95,17 @@ def plot_misclassified(x, y, probs, class_names, path, count=32):
     _grid(x, y, probs, indices, class_names, f"Most confident mistakes ({len(wrong)} in all)", path)
 
 
-def write_results(folder, metrics, dataset, probs, history=None, config=None):
+def write_results(folder, metrics, dataset, probs, history=None, steps=None, config=None):
     """metrics.json, the plots and report.md of `dataset`'s test split: a run's or an evaluation's."""
     write_json(folder / "metrics.json", metrics)
-    write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names, history)
+    write_plots(folder, dataset.x_test, dataset.y_test, probs, metrics, dataset.class_names, history, steps)
     write_report(folder, metrics, config)
 
 
-def write_plots(folder, x, y, probs, metrics, class_names, history=None):
+def write_plots(folder, x, y, probs, metrics, class_names, history=None, steps=None):
     y = np.asarray(y).reshape(-1)
     if history is not None:
-        plot_curves(history, folder / "curves.png")
+        plot_curves(history, steps, folder / "curves.png")
     plot_confusion_matrix(metrics["confusion_matrix"], class_names, folder / "confusion_matrix.png")
     plot_predictions(x, y, probs, class_names, folder / "predictions.png")
     plot_misclassified(x, y, probs, class_names, folder / "misclassified.png")

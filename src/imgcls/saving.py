@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import keras
 
-from imgcls.artifacts import atomic_path
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, first_line
+from imgcls.runs import atomic_path
 
 METADATA_ENTRY = "imgcls.json"
 MODEL_FILES = ("model.keras", "model.h5")
@@ -53,8 +53,7 @@ def load_model(model_or_run):
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as e:  # Keras raises many types for a file that is not a model
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ImgclsError(f"{path} is not a loadable Keras model (.keras or .h5): {reason}") from e
+        raise ImgclsError(f"{path} is not a loadable Keras model (.keras or .h5): {first_line(e)}") from e
     return model, read_metadata(path, model), path
 
 
@@ -71,8 +70,19 @@ def read_metadata(path, model):
                 text = f.attrs.get(METADATA_ENTRY)
     except OSError:
         pass
-    metadata = json.loads(text) if text else {}
+    try:
+        metadata = json.loads(text) if text else {}
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise ImgclsError(f"{path}: its imgcls metadata is not a JSON object")
     num_classes = model.output_shape[-1]
     metadata.setdefault("class_names", [str(i) for i in range(num_classes)])
     metadata.setdefault("model", model.name)
+    names, dataset = metadata["class_names"], metadata.get("dataset")
+    if not (isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names)):
+        raise ImgclsError(f"{path}: its metadata names {len(names) if isinstance(names, list) else 'no list of'} "
+                          f"classes but the model predicts {num_classes}")
+    if dataset is not None and not isinstance(dataset, str):
+        raise ImgclsError(f"{path}: its metadata's dataset is not a name: {dataset!r}")
     return metadata

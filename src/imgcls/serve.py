@@ -25,7 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 
 from imgcls.errors import ImgclsError
-from imgcls.predict import BATCH_SIZE, ImageTooLarge, open_image, style_for, to_model_input, top_classes
+from imgcls.images import ImageTooLarge, open_image, to_model_input
+from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes
 from imgcls.saving import load_model
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -98,12 +99,9 @@ def decode_base64(text, name):
 
 def parse_top_k(value):
     try:
-        top_k = int(value)
-    except (TypeError, ValueError):
-        top_k = 0
-    if top_k < 1:
-        raise HTTPException(422, "top_k must be a whole number of at least 1")
-    return top_k
+        return check_top_k(value)
+    except ImgclsError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 async def read_request(request):
@@ -132,7 +130,7 @@ async def read_multipart(request):
 async def read_json(request):
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
         raise HTTPException(422, "the body is not valid JSON") from None
     if not isinstance(body, dict) or ("image" not in body and "images" not in body):
         raise HTTPException(422, 'no image: send JSON {"image": "<base64>"} or {"images": [...]}')

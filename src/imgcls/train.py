@@ -3,19 +3,22 @@
 import csv
 import dataclasses
 import io
+import math
 import time
-from datetime import datetime
 from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
 
 from imgcls import reports
-from imgcls.artifacts import write_json, write_text
+from imgcls.augment import augmentation
 from imgcls.config import TrainConfig
-from imgcls.data import load_dataset, short_name
-from imgcls.evaluate import environment, evaluate
-from imgcls.models import build_model, check_model_name
+from imgcls.data import load_dataset
+from imgcls.errors import ImgclsError
+from imgcls.evaluate import evaluate
+from imgcls.models import build_model
+from imgcls.runs import environment, new_run_folder, write_json, write_text
 from imgcls.saving import save_model
 
 
@@ -26,18 +29,52 @@ class Run:
     model: keras.Model
 
 
-class RunCheckpoint(keras.callbacks.Callback):
-    """After every epoch, write the model so far and the history so far, each atomically,
-    so an interrupted or crashed run keeps both."""
+@keras.saving.register_keras_serializable(package="imgcls")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate rising linearly from peak/25 over the warm-up steps, then falling linearly to
+    zero at the last step: a large rate early and a small one late let one epoch do the work of
+    several. Evaluated by the optimizer at every step, from its own step counter, so it is right
+    inside compiled multi-step calls and when training continues from saved optimizer state."""
 
-    def __init__(self, folder, metadata):
+    def __init__(self, peak, total_steps, warmup_steps):
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), max(1, int(warmup_steps))
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rising = self.peak * (0.04 + 0.96 * step / self.warmup_steps)
+        falling = self.peak * ops.maximum(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+        return ops.where(step < self.warmup_steps, rising, falling)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def optimizer(config: TrainConfig, steps_per_epoch):
+    rate = config.lr
+    if config.schedule == "onecycle":
+        total = max(2, config.epochs * steps_per_epoch)
+        rate = OneCycle(config.lr, total, config.warmup * total)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+    return keras.optimizers.Adam(rate, weight_decay=config.weight_decay or None)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch, write the model so far and the history so far, each atomically, so an
+    interrupted or crashed run keeps both. An epoch whose loss is not finite is not written:
+    the last good checkpoint stays."""
+
+    def __init__(self, folder, model, metadata):
         super().__init__()
-        self.folder, self.metadata, self.rows = folder, metadata, []
+        self.folder, self.inference_model, self.metadata, self.rows = folder, model, metadata, []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        save_model(self.model, self.folder / "checkpoint.keras", self.metadata)
-        write_history(self.folder / "history.csv", self.rows)
+        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        if not all(math.isfinite(v) for v in values.values()):
+            return
+        self.rows.append({"epoch": epoch + 1, **values})
+        save_model(self.inference_model, self.folder / "checkpoint.keras", self.metadata)
+        write_csv(self.folder / "history.csv", self.rows)
 
     def history(self):
         """Column name -> per-epoch values, as keras.callbacks.History has it."""
@@ -45,64 +82,58 @@ class RunCheckpoint(keras.callbacks.Callback):
         return {k: [row[k] for row in self.rows] for k in keys}
 
 
-def write_history(path, rows):
-    buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["epoch"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+class TrainingCurve(keras.callbacks.Callback):
+    """Training loss and accuracy over each tenth of an epoch (steps.csv), so even a one-epoch run
+    has a curve. Keras logs running means since the epoch began; differences of their running sums
+    give the mean over each stretch."""
 
-
-def run_folder(config: TrainConfig, root="runs"):
-    """--out, or a new runs/<dataset>-<model>-<timestamp>/ that does not exist yet."""
-    if config.out:
-        folder = Path(config.out)
-    else:
-        dataset = short_name(config.dataset)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = Path(root) / f"{dataset}-{config.model}-{stamp}"
-        suffix = 1
-        while folder.exists():
-            suffix += 1
-            folder = Path(root) / f"{dataset}-{config.model}-{stamp}-{suffix}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-class OneCycle(keras.callbacks.Callback):
-    """Learning rate rising linearly from peak/25 over the first 20% of steps, then falling linearly
-    to zero: a large rate early and a small one late let one epoch do the work of several.
-
-    A callback rather than a LearningRateSchedule, so the saved optimizer stays plain Keras and the
-    model files load without imgcls.
-    """
-
-    def __init__(self, peak, warmup):
+    def __init__(self, folder, points_per_epoch=10):
         super().__init__()
-        self.peak, self.warmup_fraction = peak, warmup
+        self.folder, self.points_per_epoch, self.rows = folder, points_per_epoch, []
 
-    def on_train_begin(self, logs=None):
-        self.steps_per_epoch = self.params["steps"]
-        self.total = max(2, self.params["epochs"] * self.steps_per_epoch)
-        self.warmup = max(1, int(self.warmup_fraction * self.total))
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.done, self.sums, self.next_point = epoch, 0, {}, 1
 
-    def rate(self, step):
-        if step < self.warmup:
-            return self.peak * (0.04 + 0.96 * step / self.warmup)
-        return self.peak * max(0.0, (self.total - step) / (self.total - self.warmup))
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 Keras calls this once per execution, `batch` being its last
+        # step (counted past the epoch's end when the steps do not divide evenly).
+        steps = self.params["steps"]
+        done = min(batch + 1, steps)
+        if done < self.next_point * steps / self.points_per_epoch and done < steps:
+            return
+        sums = {k: float(logs[k]) * done for k in ("loss", "accuracy") if k in (logs or {})}
+        row = {"epoch": round(self.epoch + done / steps, 4)}
+        row.update({k: (v - self.sums.get(k, 0.0)) / (done - self.done) for k, v in sums.items()})
+        if all(math.isfinite(v) for v in row.values()):
+            self.rows.append(row)
+        self.sums, self.done = sums, done
+        while self.next_point * steps / self.points_per_epoch <= done:
+            self.next_point += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_csv(self.folder / "steps.csv", self.rows)
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras's TerminateOnNaN, remembering where it stopped, so the run fails with one clear line."""
+
+    epoch, batch = 0, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self.model.optimizer.learning_rate = self.rate(self.epoch * self.steps_per_epoch + batch)
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        if self.model.stop_training and self.batch is None:
+            self.batch = batch
 
 
-def optimizer(config: TrainConfig):
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
-    return keras.optimizers.Adam(config.lr, weight_decay=config.weight_decay or None)
+def write_csv(path, rows):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["epoch"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def split_validation(x, y, fraction):
@@ -119,32 +150,32 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     `dataset` overrides loading `config.dataset`; `callbacks` are extra Keras callbacks.
     """
     config.validate()
-    check_model_name(config.model)
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
+    num_classes = len(dataset.class_names)
     y_train = np.asarray(dataset.y_train).reshape(-1)
     (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
 
-    folder = run_folder(config)
+    folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
     saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
     write_json(folder / "config.json", saved_config)
 
-    model = build_model(config.model, dataset.x_train.shape[1:], len(dataset.class_names),
-                        augment=config.augment)
+    input_shape = dataset.x_train.shape[1:]
+    model = build_model(config.model, input_shape, num_classes)
+    # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
+    trainee = keras.Sequential([augmentation(config.augment, input_shape), model]) if config.augment else model
     if config.label_smoothing:  # Keras smooths only one-hot labels
-        y_fit = keras.utils.to_categorical(y_fit, len(dataset.class_names))
+        y_fit = keras.utils.to_categorical(y_fit, num_classes)
         if validation:
-            validation = (validation[0], keras.utils.to_categorical(validation[1], len(dataset.class_names)))
+            validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) \
         if config.label_smoothing else "sparse_categorical_crossentropy"
-    model.compile(optimizer=optimizer(config), loss=loss, metrics=["accuracy"],
-                  steps_per_execution=config.steps_per_execution)
+    trainee.compile(optimizer=optimizer(config, math.ceil(len(x_fit) / config.batch_size)), loss=loss,
+                    metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
-    checkpoint = RunCheckpoint(folder, metadata)
-    callbacks = [checkpoint, *callbacks]
-    if config.schedule == "onecycle":
-        callbacks.append(OneCycle(config.lr, config.warmup))
+    checkpoint, curve, divergence = RunCheckpoint(folder, model, metadata), TrainingCurve(folder), StopOnNaN()
+    callbacks = [divergence, checkpoint, curve, *callbacks]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
@@ -153,15 +184,21 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     interrupted = False
     start = time.perf_counter()
     try:
-        model.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
-                  validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
+        trainee.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
+                    validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: keeping the last checkpoint and writing the results so far.")
     seconds = time.perf_counter() - start
+    if divergence.batch is not None:
+        raise ImgclsError(f"training diverged: the loss stopped being a finite number in epoch "
+                          f"{divergence.epoch + 1}, batch {divergence.batch + 1}; try a lower learning rate "
+                          f"(lr was {config.lr}). {folder} keeps the config and the last good checkpoint, if any")
 
-    # Saved models are compiled for what their users do: evaluate on integer labels, one batch a call.
-    model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Saved models are compiled for what their users do: evaluate on integer labels with plain Keras
+    # (a plain optimizer, built so that loading finds the variables it expects, and no imgcls classes).
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)
     for name in ("model.keras", "model.h5"):
         save_model(model, folder / name, metadata)
     metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta)
@@ -172,5 +209,6 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
         "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
         **environment(),
     }
-    reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), config=saved_config)
+    reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), steps=curve.rows,
+                          config=saved_config)
     return Run(folder, metrics, model)

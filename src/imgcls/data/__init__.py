@@ -1,8 +1,6 @@
 """Datasets for imgcls: the Keras built-ins (mnist, fashion_mnist, cifar10) fetched from the first
 source that works, verified and cached, and image folders of one's own ("folder:PATH")."""
 
-import difflib
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +11,10 @@ from imgcls.data import builtin, cache
 from imgcls.data.cache import cache_dir
 from imgcls.data.console import say
 from imgcls.data.folder import LAYOUT, check_options, load_folder
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, unknown
 
-__all__ = ["Dataset", "cache_dir", "fetch_dataset", "list_datasets", "load_dataset", "short_name"]
+__all__ = ["Dataset", "cache_dir", "dataset_recipe", "fetch_dataset", "list_datasets", "load_dataset",
+           "prediction_style"]
 
 
 @dataclass(eq=False)
@@ -65,11 +64,23 @@ def fetch_dataset(name, *, data_dir=None, progress=True) -> Path:
     return _fetch(_canonical(name), data_dir, progress)[0]
 
 
-def short_name(name):
-    """A dataset name fit for a folder name: "folder:~/photos/cats" -> "cats"."""
-    if name.startswith("folder:"):
-        name = Path(name[len("folder:"):]).name
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
+def dataset_recipe(name, preset) -> dict:
+    """What `preset` changes for this dataset (a built-in's spec says; folders take the recipe as it is)."""
+    spec = _spec(name)
+    return dict(spec.recipes.get(preset, {})) if spec else {}
+
+
+def prediction_style(name) -> str:
+    """How pictures are converted for models trained on `name`: "digits", "objects" or "plain"."""
+    spec = _spec(name)
+    return spec.style if spec else "plain"
+
+
+def _spec(name):
+    """The built-in spec `name` refers to, or None for folders and names that are not built in."""
+    if not isinstance(name, str) or name.startswith("folder:"):
+        return None
+    return builtin.DATASETS.get(name.lower().replace("-", "_"))
 
 
 def _canonical(name):
@@ -77,9 +88,7 @@ def _canonical(name):
     key = name.lower().replace("-", "_")
     if key in builtin.DATASETS:
         return key
-    close = difflib.get_close_matches(key, list(list_datasets()), n=1)
-    suggestion = f" Did you mean {close[0]}?" if close else ""
-    raise ImgclsError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}.{suggestion}")
+    raise unknown("dataset", name, list_datasets())
 
 
 def _fetch(name, data_dir, progress):

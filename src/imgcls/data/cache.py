@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.artifacts import atomic_path
+from imgcls.runs import atomic_path
 from imgcls.data.console import say
 
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")

@@ -13,6 +13,7 @@ from imgcls.data import cache
 from imgcls.data.console import Progress, say
 from imgcls.data.files import as_file, fingerprint, list_files
 from imgcls.errors import ImgclsError
+from imgcls.images import open_image, to_model_input
 
 LAYOUT = "PATH/<class>/<image>, or PATH/train/<class>/<image> and PATH/test/<class>/<image>"
 
@@ -55,14 +56,14 @@ def read_image_folders(files, where, *, image_size=None, color_mode=None, test_f
     images of each class and split (a quick look at a big dataset).
     """
     groups = _group(files, where)
+    class_names = sorted(groups.get("train", groups.get("all")))
+    if len(class_names) < 2:
+        raise ImgclsError(f"{where} has {len(class_names)} class folder(s) with images; a classifier needs "
+                          f"at least 2 ({LAYOUT})")
     if "all" in groups:
         if test_fraction is None:
             raise ImgclsError(f"{where} has no train/ and test/ folders of classes")
         groups = _split(groups["all"], test_fraction, seed)
-    class_names = sorted(groups["train"])
-    if len(class_names) < 2:
-        raise ImgclsError(f"{where} has {len(class_names)} class folder(s) with images; a classifier needs "
-                          f"at least 2 ({LAYOUT})")
     unknown = sorted(set(groups["test"]) - set(class_names))
     if unknown:
         raise ImgclsError(f"{where}: test/ has classes that train/ lacks: {', '.join(unknown)}")
@@ -126,17 +127,22 @@ def _group(files, where):
 
 
 def _split(classes, test_fraction, seed):
-    """Hold out round(n * test_fraction) images of each class, chosen reproducibly by `seed`."""
+    """Hold out `test_fraction` of the images, stratified by class and reproducible by `seed`."""
     if not 0 < test_fraction < 1:
         raise ImgclsError(f"test fraction must be between 0 and 1, not {test_fraction}")
-    rng = np.random.default_rng(seed)
-    groups = {"train": {}, "test": {}}
-    for name in sorted(classes):
-        keys = classes[name]
-        held_out = set(rng.permutation(len(keys))[:round(len(keys) * test_fraction)].tolist())
-        groups["test"][name] = [k for i, k in enumerate(keys) if i in held_out]
-        groups["train"][name] = [k for i, k in enumerate(keys) if i not in held_out]
-    return groups
+    from sklearn.model_selection import train_test_split  # here: importing scikit-learn costs every command a second
+
+    keys = [key for name in sorted(classes) for key in classes[name]]
+    labels = [name for name in sorted(classes) for _ in classes[name]]
+    try:
+        train, test = train_test_split(keys, test_size=test_fraction, stratify=labels, random_state=seed)
+    except ValueError as e:  # a class too small to be split, or a split that leaves a side empty
+        counts = ", ".join(f"{name}: {len(classes[name])}" for name in sorted(classes))
+        raise ImgclsError(f"cannot hold out {test_fraction:.0%} of each class for testing ({counts}): {e}; "
+                          f"add images or give train/ and test/ folders") from None
+    chosen = {"train": set(train), "test": set(test)}
+    return {split: {name: [k for k in classes[name] if k in chosen[split]] for name in sorted(classes)}
+            for split in ("train", "test")}
 
 
 def _probe(files, keys, where):
@@ -153,20 +159,15 @@ def _probe(files, keys, where):
 
 
 def _decode(files, keys, where, image_size, color_mode, progress):
-    """All images as one (N, height, width, channels) uint8 array, converted and resized like
-    imgcls.predict does it (Pillow convert, then bilinear resize), so predictions see the same pixels."""
-    height, width = image_size
-    mode = "L" if color_mode == "grayscale" else "RGB"
-    x = np.empty((len(keys), height, width, 1 if mode == "L" else 3), np.uint8)
+    """All images as one (N, height, width, channels) uint8 array, read and converted by the same
+    code as imgcls.predict (imgcls.images), so training and prediction see the same pixels."""
+    shape = (*image_size, 1 if color_mode == "grayscale" else 3)
+    x = np.empty((len(keys), *shape), np.uint8)
     with Progress(f"decoding {len(keys)} images from {where}", len(keys), progress) as bar:
         for i, key in enumerate(keys):
             try:
-                with Image.open(as_file(files[key])) as image:
-                    image = image.convert(mode)
-            except (OSError, Image.DecompressionBombError) as e:
-                raise ImgclsError(f"{where}/{key} cannot be decoded ({e})") from None
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            x[i] = np.asarray(image).reshape(x.shape[1:])
+                x[i] = to_model_input(open_image(as_file(files[key]), f"{where}/{key}"), shape)
+            except ImgclsError as e:
+                raise ImgclsError(f"{e}; remove it from the dataset folder") from None
             bar.update()
     return x

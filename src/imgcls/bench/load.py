@@ -1,16 +1,15 @@
 """Load test for `imgcls serve`: requests/s and latency percentiles at several concurrency levels.
 
-    python bench/load.py [MODEL_OR_RUN] [--url http://127.0.0.1:PORT] [--requests 300] [--levels 1,8,32]
+    python -m imgcls.bench.load [MODEL_OR_RUN] [--url http://127.0.0.1:PORT] [--requests 300] [--levels 1,8,32]
 
 Without --url it starts the service itself, in a separate process (so that the client does not
 share the server's interpreter), on a free loopback port; without a model it serves an untrained
 cnn2 for MNIST, which costs the same per request as a trained one. Each request posts the same
-280x280 PNG drawing, as the page does. Results: a table here, JSON in bench/results/.
+280x280 PNG drawing, as the page does. Results: a table here, JSON in bench/results/ (atomically).
 """
 
 import argparse
 import io
-import json
 import os
 import platform
 import socket
@@ -27,7 +26,9 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from imgcls.bench import RESULTS
+from imgcls.runs import write_json
+
 
 
 def drawing():
@@ -159,9 +160,8 @@ def main():
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version()},
               "levels": rows}
-    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"serve-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
     print(f"Results: {path}")
     return 1 if any(r["errors"] for r in rows) else 0
 

@@ -1,0 +1,96 @@
+"""The run folder: its name, the environment it records, and atomic writes of every file in it,
+so that a crash never leaves half a model or half a metrics file."""
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; flush it to disk and rename it onto `path` only if the
+    block succeeds, so readers see the old file or the whole new one, even after a power cut."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; artifacts are ordinary files
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _fsync_folder(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path, obj):
+    """Standard JSON only: NaN or infinity (a diverged run) is an error here, not an unreadable file."""
+    write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def short_name(name):
+    """A dataset name fit for a folder name: "folder:~/photos/cats" -> "cats"."""
+    if name.startswith("folder:"):
+        name = Path(name[len("folder:"):]).name
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
+
+
+def new_run_folder(dataset, model, root="runs"):
+    """A new, empty runs/<dataset>-<model>-<timestamp>[-N]/ that no other run is using."""
+    stem = f"{short_name(dataset)}-{model}-{datetime.now():%Y%m%d-%H%M%S}"
+    for suffix in range(1, 10_000):
+        folder = Path(root) / (stem if suffix == 1 else f"{stem}-{suffix}")
+        try:
+            folder.mkdir(parents=True)  # exclusive: two runs started in the same second get two folders
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name for {Path(root) / stem}")
+
+
+def environment():
+    """Backend and library versions, recorded with every result so figures can be compared."""
+    import keras
+
+    backend = keras.backend.backend()
+    versions = {"python": platform.python_version()}
+    distributions = {"keras": ("keras",), "numpy": ("numpy",), "tensorflow": ("tensorflow-cpu", "tensorflow"),
+                     "jax": ("jax",), "torch": ("torch",)}
+    for name, candidates in distributions.items():
+        if name not in ("keras", "numpy", backend):
+            continue
+        for distribution in candidates:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[name] = importlib.metadata.version(distribution)
+                break
+    return {"backend": backend, "versions": versions}
