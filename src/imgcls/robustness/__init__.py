@@ -1,0 +1,1 @@
+"""Robustness benchmarks: the pictures real users give a digit model, made from MNIST test digits."""
