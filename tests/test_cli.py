@@ -152,3 +152,31 @@ def test_train_then_evaluate_a_folder_dataset_from_the_command_line(shapes_folde
     assert metrics["test_accuracy"] == json.loads((out / "metrics.json").read_text())["test_accuracy"]
     assert {"confusion_matrix.png", "predictions.png", "misclassified.png", "report.md"} <= {
         p.name for p in (tmp_path / "eval").iterdir()}
+
+
+def test_evaluate_on_a_labelled_folder_of_pictures_agrees_with_predict(capsys, tmp_path, model_file):
+    from imgcls.predict import predict_files
+    from imgcls.saving import load_model
+
+    rng = np.random.default_rng(3)
+    pictures = tmp_path / "mine"
+    for label in ("cat", "dog", "owl"):
+        (pictures / label).mkdir(parents=True)
+        for i in range(4):  # odd sizes and modes: the conversion must bring them to the model's input
+            size = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+            Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8)).save(pictures / label / f"{i}.png")
+    (pictures / "dog" / "broken.png").write_text("not a picture")
+    code, out, err = run_cli(capsys, "evaluate", str(model_file), "--images", str(pictures), "--out", str(tmp_path / "ev"))
+    assert code == 0 and "skipped 1 unreadable" in err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["test_size"] == 12 and (tmp_path / "ev" / "misclassified.png").exists()
+
+    model, metadata, _ = load_model(model_file)
+    results = predict_files(model, metadata["class_names"], [pictures / c for c in ("cat", "dog", "owl")],
+                            dataset=metadata["dataset"])
+    agree = [r["top"][0]["class"] == r["file"].split("/")[-2] for r in results if "top" in r]
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(agree))
+
+    (pictures / "zebra").mkdir()
+    assert_one_line_error(*run_cli(capsys, "evaluate", str(model_file), "--images", str(pictures))[::2],
+                          "not classes of the model: zebra")

@@ -49,11 +49,14 @@ def build_parser():
     add_config_flags(train)
     train.add_argument("--config", help="JSON file of config keys (a run's config.json reruns it)")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split")
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split or your own pictures")
     evaluate.add_argument("model", metavar="MODEL_OR_RUN")
     evaluate.add_argument("--dataset", help="dataset to test on (default: the one it was trained on)")
     evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--out", help="folder for metrics and plots (default: <model folder>/eval-<dataset>)")
+    evaluate.add_argument("--images", metavar="DIR", help="a labelled folder of real pictures, DIR/<class>/*, "
+                                                          "converted as predict converts them")
+    evaluate.add_argument("--no-preprocess", action="store_true", help="as for predict (with --images)")
+    evaluate.add_argument("--out", help="folder for metrics and plots (default: <model folder>/eval-<name>)")
 
     predict = commands.add_parser("predict", help="classify image files, folders of images or glob patterns")
     predict.add_argument("model", metavar="MODEL_OR_RUN")
@@ -127,7 +130,10 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from imgcls.evaluate import evaluate_saved
 
-    folder, metrics = evaluate_saved(args.model, dataset=args.dataset, data_dir=args.data_dir, out=args.out)
+    if args.images and args.dataset:
+        raise ImgclsError("give --images or --dataset, not both")
+    folder, metrics = evaluate_saved(args.model, dataset=args.dataset, data_dir=args.data_dir, out=args.out,
+                                     images=args.images, preprocess=not args.no_preprocess)
     print(f"Results: {folder}")
     print(f"Test accuracy: {metrics['test_accuracy']:.2%}")
 

@@ -6,8 +6,11 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
 from imgcls import reports
-from imgcls.data import load_dataset
+from imgcls.data import Dataset, load_dataset
+from imgcls.data.console import say
 from imgcls.errors import ImgclsError
+from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
+from imgcls.predict import style_for
 from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
 
@@ -48,22 +51,56 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
     return metrics, probs
 
 
-def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None):
-    """Evaluate a saved model on the test split of `dataset` (default: the one it was trained on);
-    writes metrics.json, the plots and report.md to `out` (default <model folder>/eval-<dataset>).
+def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=None, preprocess=True):
+    """Evaluate a saved model on the test split of `dataset` (default: the one it was trained on), or
+    on a labelled folder of real pictures, `images`/<class>/*, converted as `imgcls predict` does;
+    writes metrics.json, the plots and report.md to `out` (default <model folder>/eval-<name>).
     Returns (folder, metrics)."""
     model, metadata, path = load_model(model_or_run)
-    name = dataset or metadata.get("dataset")
-    if not name:
-        raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
-    data = load_dataset(name, data_dir=data_dir)
+    if images:
+        data = read_labelled_pictures(images, metadata, tuple(model.input_shape[1:]), preprocess)
+    else:
+        name = dataset or metadata.get("dataset")
+        if not name:
+            raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
+        data = load_dataset(name, data_dir=data_dir)
     if len(data.class_names) != model.output_shape[-1]:
-        raise ImgclsError(f"{name} has {len(data.class_names)} classes but the model predicts "
+        raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
                           f"{model.output_shape[-1]}")
     metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names)
     metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
                **metrics, **environment()}
-    folder = Path(out) if out else path.parent / f"eval-{short_name(name)}"
+    folder = Path(out) if out else path.parent / f"eval-{short_name(data.name)}"
     folder.mkdir(parents=True, exist_ok=True)
     reports.write_results(folder, metrics, data, probs)
     return folder, metrics
+
+
+def read_labelled_pictures(root, metadata, input_shape, preprocess=True):
+    """A Dataset whose test split is every picture in root/<class>/*, converted for the model as
+    `imgcls predict` converts it (so the plots show what the model saw). Class folders must be
+    named after the model's classes; a file that cannot be read is skipped and named."""
+    root, class_names = Path(root), metadata["class_names"]
+    if not root.is_dir():
+        raise ImgclsError(f"{root} is not a folder of class folders (<class>/<picture>)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    strangers = [p.name for p in folders if p.name not in class_names]
+    if strangers:
+        raise ImgclsError(f"{root} has folders that are not classes of the model: {', '.join(strangers)}; "
+                          f"its classes: {', '.join(class_names)}")
+    style = style_for(metadata.get("dataset"), input_shape, preprocess)
+    x, y, skipped = [], [], []
+    for folder in folders:
+        for file in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                x.append(to_model_input(open_image(file), input_shape, style))
+                y.append(class_names.index(folder.name))
+            except ImgclsError as e:
+                skipped.append(str(e))
+    if skipped:
+        say(f"skipped {len(skipped)} unreadable pictures: {skipped[0]}{'; ...' if len(skipped) > 1 else ''}")
+    if not x:
+        raise ImgclsError(f"no readable pictures in {root}/<class>/ for classes {', '.join(class_names)}")
+    empty = np.zeros((0, *input_shape), np.uint8)
+    return Dataset(f"images:{root.name}", empty, np.zeros(0, np.uint8), np.stack(x), np.array(y), class_names,
+                   source=str(root))
