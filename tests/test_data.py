@@ -208,7 +208,7 @@ def test_fallback_skips_unreachable_and_wrong_checksum_sources(tiny, tmp_path, h
     assert len(err) == 2
     assert "https://tiny.invalid/train-images-idx3-ubyte.gz failed: cannot download" in err[0]
     assert "bad mirror failed" in err[1] and "train-images-idx3-ubyte has the wrong sha256 checksum" in err[1]
-    assert os.listdir(home) == ["tiny.npz"]  # no scratch folder left behind
+    assert sorted(os.listdir(home)) == ["tiny.npz", "tiny.npz.sha256"]  # no scratch folder left behind
     arrays, class_names, source = cache.load(home / "tiny.npz")
     assert np.array_equal(arrays[0], TINY[0]) and source == "good mirror"
 
@@ -265,6 +265,28 @@ def test_damaged_cache_is_fetched_again(tiny, home, capsys, damage):
     assert_tiny(load_dataset("tiny", progress=False))
     assert f"cache file {path} is damaged" in capsys.readouterr().err
     assert cache.load(path) is not None
+
+
+def test_a_cache_rewritten_into_another_valid_file_is_fetched_again(tiny, home, capsys):
+    """Shuffled labels in a well-formed .npz pass every CRC; only the checksum kept beside it tells."""
+    spec, folder, checksums = tiny
+    spec.sources = [good(folder, checksums)]
+    path = fetch_dataset("tiny", progress=False)
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["y_train"] = arrays["y_train"][::-1].copy()
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert_tiny(load_dataset("tiny", progress=False))
+    assert f"cache file {path} has changed since it was written" in capsys.readouterr().err
+    assert cache.load(path) is not None  # fetched again, with a fresh checksum
+
+
+def test_imgcls_home_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    with pytest.raises(ImgclsError, match="is a file, not a folder; set IMGCLS_HOME to a folder"):
+        load_dataset("mnist", progress=False)
 
 
 def test_data_dir_is_tried_before_the_sources(tiny, home):
@@ -420,7 +442,8 @@ def test_folder_cache_is_used_until_the_folder_changes(split_tree, home, capsys)
     save_image(split_tree / "train" / "dog" / "h.png", (8, 6), "L", 70)
     assert load_dataset(f"folder:{split_tree}").x_train.shape == (5, 6, 8, 1)
     assert "decoding" in capsys.readouterr().err
-    assert len(list((home / "folders").iterdir())) == 1  # the stale cache file is gone
+    assert len(list((home / "folders").glob("*.npz"))) == 1  # the stale cache file is gone
+    assert len(list((home / "folders").glob("*.sha256"))) == 1  # and its checksum
 
 
 @pytest.mark.parametrize("setup, message", [

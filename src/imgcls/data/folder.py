@@ -44,7 +44,7 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
     cache.save(cache_file, arrays, class_names, str(root))
     for stale in cache_file.parent.glob(f"{root.name}-{folder_key}-*.npz"):  # earlier versions of the folder
         if stale != cache_file:
-            stale.unlink(missing_ok=True)
+            cache.remove(stale)
     return arrays, class_names
 
 
