@@ -26,7 +26,7 @@ def test_every_config_field_has_a_flag_with_its_help():
 def test_flags_reach_the_config(monkeypatch):
     seen = {}
 
-    def stop_before_training(config):
+    def stop_before_training(config, **options):
         seen["config"] = config
         raise KeyboardInterrupt
 

@@ -4,6 +4,8 @@ files load in plain Keras and reproduce the reported accuracy."""
 import csv
 import dataclasses
 import json
+import os
+import signal
 
 import keras
 import numpy as np
@@ -86,7 +88,11 @@ def test_interrupt_keeps_checkpoint_and_writes_results(small_mnist, tmp_path):
     run = train(resolve_config(model="dense", epochs=3, out=str(tmp_path)), dataset=small_mnist,
                 progress=False, callbacks=[CtrlCInSecondEpoch()])
     assert run.metrics["interrupted"] and run.metrics["epochs"] == 1
+    assert run.metrics["weights"] == "after epoch 1"
     assert {p.name for p in tmp_path.iterdir()} == RUN_FILES
+    saved, checkpoint = (keras.saving.load_model(tmp_path / name) for name in ("model.keras", "checkpoint.keras"))
+    for a, b in zip(saved.get_weights(), checkpoint.get_weights()):  # the finished epoch, not half the next
+        np.testing.assert_array_equal(a, b)
     assert "interrupted" in (tmp_path / "report.md").read_text()
     assert 0 < run.metrics["test_accuracy"] <= 1
     assert np.isfinite(run.metrics["test_loss"])
@@ -151,3 +157,50 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
     folders = [new_run_folder("folder:~/my photos", "fast", root=tmp_path) for _ in range(3)]
     assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
     assert folders[0].name.startswith("my-photos-fast-") and folders[2].name.endswith("-3")
+
+
+def test_sigterm_stops_training_like_ctrl_c_and_keeps_the_results(small_mnist, tmp_path):
+    class TermInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    run = train(resolve_config(model="dense", epochs=3, out=str(tmp_path)), dataset=small_mnist,
+                progress=False, callbacks=[TermInSecondEpoch()])
+    assert run.metrics["interrupted"] and run.metrics["epochs"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == RUN_FILES
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_a_folder_holding_a_run_is_refused_unless_overwritten(small_mnist, tmp_path):
+    config = resolve_config(model="dense", epochs=1, out=str(tmp_path / "run"))
+    first = train(config, dataset=small_mnist, progress=False)
+    before = (first.folder / "metrics.json").read_text()
+    with pytest.raises(ImgclsError, match="already holds a run"):
+        train(dataclasses.replace(config, seed=7), dataset=small_mnist, progress=False)
+    assert (first.folder / "metrics.json").read_text() == before  # nothing of the first run was touched
+    (first.folder / ".model.keras.x7k2.keras").write_bytes(b"half a file from a killed run")
+    second = train(dataclasses.replace(config, seed=7), dataset=small_mnist, progress=False, overwrite=True)
+    assert json.loads((second.folder / "config.json").read_text())["seed"] == 7
+    assert {p.name for p in second.folder.iterdir()} == RUN_FILES  # the stale temporary is gone
+    with pytest.raises(ImgclsError, match="is a file, not a folder"):
+        train(dataclasses.replace(config, out=str(second.folder / "report.md")), dataset=small_mnist, progress=False)
+
+
+def test_a_folder_another_run_is_writing_into_is_refused(small_mnist, tmp_path):
+    """The lock is held while a run writes: a second run into the same folder stops at once."""
+    outcome = {}
+
+    class TryASecondRun(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            try:
+                train(resolve_config(model="dense", epochs=1, out=str(tmp_path)), dataset=small_mnist,
+                      progress=False, overwrite=True)
+            except ImgclsError as e:
+                outcome["error"] = str(e)
+
+    train(resolve_config(model="dense", epochs=1, out=str(tmp_path)), dataset=small_mnist, progress=False,
+          callbacks=[TryASecondRun()])
+    assert "another run is writing into" in outcome["error"]
+    assert not (tmp_path / ".lock").exists()

@@ -48,6 +48,7 @@ def build_parser():
                                 epilog="Unset options come from the recipe (--preset) for the dataset.")
     add_config_flags(train)
     train.add_argument("--config", help="JSON file of config keys (a run's config.json reruns it)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split or your own pictures")
     evaluate.add_argument("model", metavar="MODEL_OR_RUN")
@@ -87,8 +88,10 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
     bench.add_argument("--only", help="comma-separated parts: mnist, best, fashion, cifar10, inference, "
-                                      "efficiency (default: all)")
+                                      "efficiency, wild (default: all)")
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 part")
+    bench.add_argument("--run", metavar="RUN", help="for the wild part: measure this run folder or model file "
+                                                    "instead of training the seed, default and best recipes")
     return parser
 
 
@@ -120,7 +123,7 @@ def cmd_train(args):
 
     flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
     config = resolve_config(config_file=args.config, **flags)
-    run = train(config)
+    run = train(config, overwrite=args.overwrite)
     m = run.metrics
     print(f"{m['epochs']} epochs in {m['training_seconds']:.1f} s; report: {run.folder / 'report.md'}")
     print(f"Run folder: {run.folder}")
@@ -190,7 +193,7 @@ def cmd_bench(args):
     from imgcls.bench import PARTS, run_bench
 
     parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else tuple(PARTS)
-    run_bench(parts, cifar_dir=args.cifar_dir)
+    run_bench(parts, cifar_dir=args.cifar_dir, run=args.run)
 
 
 def _quiet_backend():

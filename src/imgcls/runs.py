@@ -2,6 +2,7 @@
 so that a crash never leaves half a model or half a metrics file."""
 
 import contextlib
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -10,6 +11,8 @@ import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
+
+from imgcls.errors import ImgclsError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -76,6 +79,31 @@ def new_run_folder(dataset, model, root="runs"):
         except FileExistsError:
             continue
     raise FileExistsError(f"no free run folder name for {Path(root) / stem}")
+
+
+@contextlib.contextmanager
+def hold_run_folder(folder, overwrite=False):
+    """Own `folder` for one run: refuse a folder that already holds a run (unless `overwrite`) or
+    that another run is writing into, hold a lock while this run writes, and clear the temporary
+    files a killed run may have left (atomic writes name them .<file>.<random>)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ImgclsError(f"run folder {folder} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ImgclsError(f"another run is writing into {folder}; choose another folder") from None
+        if (folder / "config.json").exists() and not overwrite:
+            raise ImgclsError(f"{folder} already holds a run; choose another folder, or overwrite it (--overwrite)")
+        for leftover in folder.glob(".?*.*"):
+            if leftover.name != ".lock" and leftover.is_file():
+                leftover.unlink()
+        try:
+            yield folder
+        finally:
+            (folder / ".lock").unlink(missing_ok=True)
 
 
 def environment():

@@ -1,9 +1,12 @@
 """Train a model into a run folder: config, checkpoints, history, model files, metrics and plots."""
 
+import contextlib
 import csv
 import dataclasses
 import io
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.evaluate import evaluate
 from imgcls.models import build_model
-from imgcls.runs import environment, new_run_folder, write_json, write_text
+from imgcls.runs import environment, hold_run_folder, new_run_folder, write_json, write_text
 from imgcls.saving import save_model
 
 
@@ -144,23 +147,46 @@ def split_validation(x, y, fraction):
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
-def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run:
-    """Train as `config` says and write the whole run folder; Ctrl-C stops early but still writes it.
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM (what containers and schedulers send) stops training as Ctrl-C does, so the run still
+    writes its results; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    `dataset` overrides loading `config.dataset`; `callbacks` are extra Keras callbacks.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwrite=False) -> Run:
+    """Train as `config` says and write the whole run folder; Ctrl-C or SIGTERM stops early but
+    still writes it, with the weights of the last finished epoch.
+
+    `dataset` overrides loading `config.dataset`; `callbacks` are extra Keras callbacks; `overwrite`
+    lets the run replace a run already in `config.out`.
     """
     config.validate()
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
+    folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
+    with hold_run_folder(folder, overwrite):
+        return _train(config, dataset, folder, progress, callbacks)
+
+
+def _train(config, dataset, folder, progress, callbacks):
     num_classes = len(dataset.class_names)
     y_train = np.asarray(dataset.y_train).reshape(-1)
     (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
-
-    folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
     saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
     write_json(folder / "config.json", saved_config)
-
     input_shape = dataset.x_train.shape[1:]
     model = build_model(config.model, input_shape, num_classes)
     # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
@@ -184,11 +210,14 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
     interrupted = False
     start = time.perf_counter()
     try:
-        trainee.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
-                    validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
+        with stop_on_sigterm():
+            trainee.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
+                        validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
     except KeyboardInterrupt:
         interrupted = True
-        print("\nInterrupted: keeping the last checkpoint and writing the results so far.")
+        if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one
+            model.set_weights(keras.saving.load_model(folder / "checkpoint.keras").get_weights())
+        print(f"\nInterrupted: writing the results of the last finished epoch ({len(checkpoint.rows)}).")
     seconds = time.perf_counter() - start
     if divergence.batch is not None:
         raise ImgclsError(f"training diverged: the loss stopped being a finite number in epoch "
@@ -209,6 +238,8 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=()) -> Run
         "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
         **environment(),
     }
+    if interrupted:  # what the saved model files hold
+        metrics["weights"] = f"after epoch {len(checkpoint.rows)}" if checkpoint.rows else "part of epoch 1 (none finished)"
     reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), steps=curve.rows,
                           config=saved_config)
     return Run(folder, metrics, model)
