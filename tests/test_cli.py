@@ -49,6 +49,9 @@ def model_file(tmp_path_factory):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["serve", "no/such/model.keras"], "model not found"),
     (["serve", "no/such/model.keras", "--port", "http"], "invalid int value: 'http'"),
+    (["serve", "no/such/model.keras", "--port", "70000"], "--port must be from 1 to 65535"),
+    (["predict", "no/such/model.keras", "x.png", "--csv", "."], "--csv . is a folder"),
+    (["train", "--seed", "-1"], "--seed must be a whole number"),
 ])
 def test_bad_input_is_one_line(capsys, argv, pattern):
     assert_one_line_error(*run_cli(capsys, *argv)[::2], pattern)
@@ -180,3 +183,15 @@ def test_evaluate_on_a_labelled_folder_of_pictures_agrees_with_predict(capsys, t
     (pictures / "zebra").mkdir()
     assert_one_line_error(*run_cli(capsys, "evaluate", str(model_file), "--images", str(pictures))[::2],
                           "not classes of the model: zebra")
+
+
+def test_evaluate_converts_a_folder_dataset_of_other_sized_colour_pictures(capsys, tmp_path, model_file):
+    rng = np.random.default_rng(4)
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "pets" / label / f"{i}.png")
+    code, _, err = run_cli(capsys, "evaluate", str(model_file), "--dataset", f"folder:{tmp_path / 'pets'}",
+                           "--out", str(tmp_path / "ev"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["test_size"] == 3  # 20% of 5 per class

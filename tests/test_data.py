@@ -424,6 +424,14 @@ def test_training_and_prediction_read_a_file_to_the_same_pixels(tmp_path, home, 
     assert expected["drawing.png"].min() == 0 and expected["drawing.png"].max() == 255  # alpha composited
 
 
+def test_broken_links_in_a_folder_are_skipped_and_named(split_tree, home, capsys):
+    (split_tree / "train" / "cat" / "gone.png").symlink_to(split_tree / "nowhere.png")
+    (split_tree / "train" / "dog" / "loop.png").symlink_to(split_tree / "train" / "dog" / "loop.png")
+    data = load_dataset(f"folder:{split_tree}")
+    assert data.x_train.shape[0] == 4  # the four real training images
+    assert "skipped 2 broken links" in capsys.readouterr().err
+
+
 def test_folder_archive_reads_like_the_folder(split_tree, tmp_path, home):
     with zipfile.ZipFile(tmp_path / "pets.zip", "w") as archive:
         for path in split_tree.rglob("*"):

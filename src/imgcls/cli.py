@@ -7,6 +7,7 @@ import os
 import sys
 import types
 import typing
+from pathlib import Path
 
 from imgcls.config import RECIPES, TrainConfig
 from imgcls.errors import ImgclsError, InvalidValue, closest, first_line
@@ -145,6 +146,8 @@ def cmd_predict(args):
     from imgcls.predict import format_table, predict_files, write_csv
     from imgcls.saving import load_model
 
+    if args.csv and Path(args.csv).is_dir():  # refuse now rather than lose the predictions later
+        raise ImgclsError(f"--csv {args.csv} is a folder; give a file name")
     model, metadata, _ = load_model(args.model)
     results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k,
                             dataset=metadata.get("dataset"), preprocess=not args.no_preprocess)

@@ -63,7 +63,11 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
         name = dataset or metadata.get("dataset")
         if not name:
             raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
-        data = load_dataset(name, data_dir=data_dir)
+        shape = tuple(model.input_shape[1:])
+        # A folder's pictures are converted to the model's input, whatever their own size and colours.
+        folder_options = {"image_size": shape[:2], "color_mode": "rgb" if shape[-1:] == (3,) else "grayscale"} \
+            if name.startswith("folder:") else {}
+        data = load_dataset(name, data_dir=data_dir, **folder_options)
     if len(data.class_names) != model.output_shape[-1]:
         raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
                           f"{model.output_shape[-1]}")

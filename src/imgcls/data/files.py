@@ -10,6 +10,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from imgcls.data.console import say
 from imgcls.errors import ImgclsError
 
 
@@ -27,13 +28,19 @@ def list_files(path) -> dict:
     """
     path = Path(path)
     if path.is_dir():
-        files = {}
+        files, broken = {}, []
         for folder, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in names:
                 key = _visible(os.path.relpath(os.path.join(folder, name), path).replace(os.sep, "/"))
-                if key:
+                if not key:
+                    continue
+                if os.path.isfile(os.path.join(folder, name)):  # False for dangling and looping links
                     files[key] = Path(folder, name)
+                else:
+                    broken.append(key)
+        if broken:
+            say(f"{path}: skipped {len(broken)} broken links ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''})")
         return files
     try:
         if path.is_file() and tarfile.is_tarfile(path):
