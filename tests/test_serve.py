@@ -44,7 +44,7 @@ def make_client(app):
     with warnings.catch_warnings():  # starlette would rather use httpx2; httpx works the same here
         warnings.simplefilter("ignore", StarletteDeprecationWarning)
         from fastapi.testclient import TestClient
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,11 @@ def build_parser():
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=5, help="largest request body accepted (default 5)")
     serve.add_argument("--no-preprocess", action="store_true", help="as for predict")
+    serve.add_argument("--api-key", default=os.environ.get("IMGCLS_API_KEY"),
+                       help="key that /predict and /model require (default: $IMGCLS_API_KEY; none: open)")
+    serve.add_argument("--allowed-hosts", help="comma-separated Host names to answer (default: the loopback "
+                                               "names and --host; * for any)")
+    serve.add_argument("--max-connections", type=int, default=500, help="open connections at once; more get 503")
 
     datasets = commands.add_parser("datasets", help="list or fetch datasets")
     datasets_commands = datasets.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -171,8 +176,12 @@ def cmd_serve(args):
         raise ImgclsError("--max-upload-mb must be positive")
     if not 0 < args.port < 65536:
         raise ImgclsError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.max_connections < 1:
+        raise ImgclsError("--max-connections must be at least 1")
+    hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     serve(args.model, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-          preprocess=not args.no_preprocess)
+          preprocess=not args.no_preprocess, api_key=args.api_key or None, allowed_hosts=hosts,
+          max_connections=args.max_connections)
 
 
 def cmd_datasets(args):

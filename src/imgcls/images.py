@@ -59,6 +59,16 @@ def open_image(source, name=None, max_pixels=None):
         raise ImgclsError(f"cannot read image {name}: {e}") from None
 
 
+def declared_pixels(source):
+    """Width x height from an image file's header, without decoding it (0 if it is not an image:
+    reading it properly will say so)."""
+    try:
+        with Image.open(source) as image:
+            return image.width * image.height
+    except Exception:  # Pillow raises many types for files that are not images
+        return 0
+
+
 def to_8bit(image):
     """8-bit "L" or "RGB" pixels: high bit depths scaled down, transparency composited."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):

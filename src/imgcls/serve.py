@@ -5,33 +5,46 @@ in a thread pool, so the event loop keeps answering while the model works; concu
 share model calls (see Batcher). Every bad request gets a JSON {"detail": ...} and its status, and
 the service goes on serving:
 422 no image or malformed request, 415 not an image, 413 body over the upload limit, more than
-MAX_IMAGES images, or an image whose header declares too many pixels (refused before decoding:
-a decompression bomb stays small).
+MAX_IMAGES images, an image whose header declares too many pixels or a request whose images declare
+more than MAX_REQUEST_PIXELS together (refused before decoding: a decompression bomb stays small),
+408 a body not received within BODY_SECONDS, 401 a missing or wrong API key (when one is set),
+400 a Host header that is not allowed (DNS rebinding), 503 over the connection limit.
 """
 
 import asyncio
 import base64
 import binascii
+import hmac
 import io
 import json
+import logging
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from imgcls.errors import ImgclsError
-from imgcls.images import ImageTooLarge, open_image, to_model_input
+from imgcls.images import ImageTooLarge, declared_pixels, open_image, to_model_input
 from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes
 from imgcls.saving import load_model
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused
 MAX_IMAGES = 64  # per request: tiny images would otherwise fit by the thousand in the upload limit
+MAX_REQUEST_PIXELS = 100_000_000  # per request, all images together: bounds one request's decoding work
+BODY_SECONDS = 30  # to receive a whole request body: a slow drip cannot hold a worker for ever
+HEADER_SECONDS = 10  # to receive a request's headers (slowloris)
+MAX_CONNECTIONS = 500  # open at once; more are answered 503, long before the open-files limit
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 STATIC = Path(__file__).parent / "static"
 HOW_TO_SEND = "send multipart/form-data with an image file, or JSON with base64 image data"
 
@@ -52,11 +65,12 @@ PREDICT_ANSWER = {200: {"content": {"application/json": {"examples": {
 
 
 class UploadLimit:
-    """ASGI middleware refusing request bodies over `max_bytes` with 413: at once when the
-    Content-Length says so, and while reading for clients that send none or understate it."""
+    """ASGI middleware refusing request bodies over `max_bytes` with 413 (at once when the
+    Content-Length says so, and while reading for clients that send none or understate it), and
+    bodies not received within `seconds` with 408."""
 
-    def __init__(self, app, max_bytes):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes, seconds=None):
+        self.app, self.max_bytes, self.seconds = app, max_bytes, seconds or BODY_SECONDS
         self.message = f"request body over the upload limit of {max_bytes:,} bytes"
 
     async def __call__(self, scope, receive, send):
@@ -65,11 +79,14 @@ class UploadLimit:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await JSONResponse({"detail": self.message}, 413)(scope, receive, send)
-        received = 0
+        received, deadline = 0, time.monotonic() + self.seconds
 
         async def counting_receive():
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise HTTPException(408, f"the request body took more than {self.seconds} s to arrive") from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise HTTPException(413, self.message)
@@ -185,8 +202,51 @@ class Batcher:
             self.task = None
 
 
-def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, preprocess=True):
-    """The FastAPI app serving one model; raises ImgclsError if the model cannot be loaded."""
+class HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers: a client that sends
+    them a byte at a time (slowloris) is cut off instead of holding a connection for ever. uvicorn
+    itself times out only idle keep-alive connections."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.header_deadline = self.loop.call_later(HEADER_SECONDS, self.headers_too_slow)
+
+    def headers_too_slow(self):
+        if self.cycle is None and not self.transport.is_closing():  # no request under way
+            self.transport.close()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        self.header_deadline.cancel()
+        self.header_deadline = self.loop.call_later(HEADER_SECONDS, self.headers_too_slow)
+
+    def connection_lost(self, exc):
+        self.header_deadline.cancel()
+        super().connection_lost(exc)
+
+
+class OncePer(logging.Filter):
+    """Let a repeated log message through once per `seconds`: at the open-files limit the accept
+    loop would otherwise log the same error thousands of times a second."""
+
+    def __init__(self, seconds=10.0):
+        super().__init__()
+        self.seconds, self.last = seconds, {}
+
+    def filter(self, record):
+        now, key = time.monotonic(), record.getMessage()[:80]
+        if now - self.last.get(key, -self.seconds) < self.seconds:
+            return False
+        self.last[key] = now
+        return True
+
+
+def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS,
+               max_request_pixels=MAX_REQUEST_PIXELS, preprocess=True, api_key=None, allowed_hosts=LOOPBACK):
+    """The FastAPI app serving one model; raises ImgclsError if the model cannot be loaded.
+
+    With `api_key`, /predict and /model want it (header X-API-Key, or Authorization: Bearer).
+    Requests whose Host is not in `allowed_hosts` are refused ("*" allows any)."""
     model, metadata, path = load_model(model_or_run)
     input_shape = tuple(model.input_shape[1:])
     class_names = metadata["class_names"]
@@ -206,12 +266,26 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
             raise HTTPException(415, str(e)) from None
 
     def to_rows(uploads):
+        total = 0
+        for name, data in uploads:  # headers only: the whole request's work is known before decoding
+            total += declared_pixels(io.BytesIO(data))
+        if total > max_request_pixels:
+            raise HTTPException(413, f"the images of this request declare {total:,} pixels together, over "
+                                     f"the limit of {max_request_pixels:,}")
         return np.stack([to_row(name, data) for name, data in uploads])
+
+    def check_key(request: Request):
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send it as X-API-Key or Authorization: Bearer)")
 
     app = FastAPI(title="imgcls", summary=f"Classify images with {metadata['model']} "
                   f"({metadata.get('dataset') or 'unknown dataset'})")
     app.state.model = model
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -222,12 +296,12 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
     async def health():
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.get("/model", dependencies=[Depends(check_key)])
     async def model_info():
         """The model's name, classes, input shape, preprocessing and its run's metrics."""
         return info
 
-    @app.post("/predict", openapi_extra=PREDICT_BODY, responses=PREDICT_ANSWER)
+    @app.post("/predict", openapi_extra=PREDICT_BODY, responses=PREDICT_ANSWER, dependencies=[Depends(check_key)])
     async def predict_endpoint(request: Request, top_k: int = Query(3, ge=1)):
         """Top-k classes of an image (multipart `file`, or JSON `image` in base64), or of several
         (`files` or `images`): then the answer is {"results": [...]}, in order."""
@@ -244,6 +318,18 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
     return app
 
 
-def serve(model_or_run, host="127.0.0.1", port=8000, **options):
-    """Run the service with uvicorn until interrupted (loopback only unless `host` says otherwise)."""
-    uvicorn.run(create_app(model_or_run, **options), host=host, port=port)
+def serve(model_or_run, host="127.0.0.1", port=8000, max_connections=MAX_CONNECTIONS, allowed_hosts=None,
+          **options):
+    """Run the service with uvicorn until interrupted (loopback only unless `host` says otherwise).
+
+    Allowed Host headers default to the loopback names and `host` itself; binding beyond loopback
+    without an API key is allowed, with a warning."""
+    if host not in LOOPBACK and not options.get("api_key"):
+        print(f"imgcls: warning: serving on {host} without an API key: anyone who can reach this machine "
+              f"can use the model (set --api-key or IMGCLS_API_KEY)", file=sys.stderr)
+    if allowed_hosts is None:
+        allowed_hosts = ["*"] if host in ("0.0.0.0", "::") else [*LOOPBACK, host]
+    app = create_app(model_or_run, allowed_hosts=allowed_hosts, **options)
+    logging.getLogger("asyncio").addFilter(OncePer())
+    uvicorn.run(app, host=host, port=port, http=HeaderDeadline, limit_concurrency=max_connections,
+                timeout_keep_alive=5)
