@@ -221,3 +221,18 @@ def test_csv_has_a_row_per_file(tmp_path, model):
     assert [r["file"] for r in rows] == [str(tmp_path / n) for n in ("a.png", "b.png", "c.png")]
     assert rows[0]["class_1"] in CLASSES and 0 <= float(rows[0]["probability_3"]) <= 1
     assert rows[0]["error"] == "" and "c.png" in rows[2]["error"] and rows[2]["class_1"] == ""
+
+
+@pytest.mark.parametrize("size", [(3000, 1), (1, 3000), (100_000, 6), (1, 1)])
+@pytest.mark.parametrize("style", ["digits", "objects", "plain"])
+def test_very_thin_pictures_convert_without_errors(size, style):
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, size[::-1], dtype=np.uint8))
+    pixels = to_model_input(picture, (28, 28), style)
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+
+
+def test_a_thin_picture_does_not_cost_the_others_their_answer(tmp_path, model):
+    Image.new("L", (3000, 1), 255).save(tmp_path / "thin.png")
+    Image.fromarray(digit_on_paper()).save(tmp_path / "good.png")
+    results = predict_files(model, CLASSES, [tmp_path / "thin.png", tmp_path / "good.png"], dataset="mnist")
+    assert all("top" in r for r in results)

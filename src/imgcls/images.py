@@ -100,8 +100,10 @@ def to_model_input(image, input_shape, style="plain"):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.uint8)
     else:
-        if max(image.size) > WORKING_SIZE:
-            image = ImageOps.contain(image, (WORKING_SIZE, WORKING_SIZE))
+        if max(image.size) > WORKING_SIZE:  # never below one pixel a side: a 3000x1 picture stays a line
+            scale = WORKING_SIZE / max(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.Resampling.BILINEAR)
         ink = light_on_dark(np.asarray(image, dtype=np.float32))
         if style == "digits":
             pixels = place_ink(ink, (height, width), box=round(min(height, width) * 20 / 28), by_mass=True)
