@@ -108,8 +108,10 @@ def test_a_body_that_never_arrives_gets_408(live):
     port = live()
     sock = raw(port, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 1000\r\n\r\n{\"image\": ")
+    started = time.monotonic()
     reply = answer(sock)
     assert reply.startswith(b"HTTP/1.1 408") and b"took more than 1 s" in reply
+    assert time.monotonic() - started < 3  # answered and closed at the deadline
     assert get_health(port).startswith(b"HTTP/1.1 200")
 
 

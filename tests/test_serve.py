@@ -170,3 +170,24 @@ def test_colour_models_take_any_picture(tmp_path):
     for picture in (png(size=(500, 300), colour=(200, 10, 10), mode="RGB"), png(size=(20, 20), mode="LA")):
         top = client.post("/predict", files={"file": ("p.png", picture)}).json()["top"]
         assert len(top) == 2 and {t["class"] for t in top} == {"cat", "dog"}
+
+
+def test_metrics_count_requests_statuses_latency_and_batch_sizes(run_folder):
+    client = make_client(create_app(run_folder))
+    assert client.get("/ready").json() == {"status": "ready"}
+    for _ in range(3):
+        assert client.post("/predict", files={"file": ("a.png", png())}).status_code == 200
+    assert client.post("/predict", files={"file": ("b.txt", b"not an image")}).status_code == 415
+    assert client.post("/predict", files=[("files", (f"{i}.png", png())) for i in range(5)]).status_code == 200
+    text = client.get("/metrics").text
+    assert 'imgcls_requests_total{route="/predict",status="200"} 4.0' in text
+    assert 'imgcls_requests_total{route="/predict",status="415"} 1.0' in text
+    assert 'imgcls_request_seconds_count{route="/predict"} 5.0' in text
+    assert "imgcls_model_batch_images_count 4.0" in text and "imgcls_model_batch_images_sum 8.0" in text
+
+
+def test_ready_turns_false_when_the_service_shuts_down(run_folder):
+    app = create_app(run_folder)
+    with make_client(app) as client:  # the context runs the app's lifespan: start, then shutdown
+        assert client.get("/ready").status_code == 200
+    assert make_client(app).get("/ready").status_code == 503

@@ -14,6 +14,7 @@ more than MAX_REQUEST_PIXELS together (refused before decoding: a decompression 
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import io
 import json
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
@@ -86,7 +88,9 @@ class UploadLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise HTTPException(408, f"the request body took more than {self.seconds} s to arrive") from None
+                # Connection: close, or the half-sent body would keep the connection open
+                raise HTTPException(408, f"the request body took more than {self.seconds} s to arrive",
+                                    headers={"Connection": "close"}) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise HTTPException(413, self.message)
@@ -165,8 +169,8 @@ class Batcher:
     With bench/load.py at 32 clients it took about a quarter less server CPU per request than one
     model call per request, at the same latency."""
 
-    def __init__(self, model, max_rows=BATCH_SIZE):
-        self.model, self.max_rows = model, max_rows
+    def __init__(self, model, max_rows=BATCH_SIZE, observe=None):
+        self.model, self.max_rows, self.observe = model, max_rows, observe or (lambda rows: None)
         self.waiting = []  # (rows, future) of the requests not yet given to the model
         self.task = None  # the task draining `waiting`, while there is work
 
@@ -185,9 +189,10 @@ class Batcher:
                 while self.waiting and total < self.max_rows:
                     batch.append(self.waiting.pop(0))
                     total += len(batch[-1][0])
+                rows = np.concatenate([rows for rows, _ in batch])
+                self.observe(len(rows))
                 try:
-                    probs = await run_in_threadpool(self.model.predict_on_batch,
-                                                    np.concatenate([rows for rows, _ in batch]))
+                    probs = await run_in_threadpool(self.model.predict_on_batch, rows)
                 except Exception as e:  # these requests fail; the service goes on
                     for _, future in batch:
                         if not future.done():
@@ -200,6 +205,45 @@ class Batcher:
                         future.set_result(np.asarray(probs[end - len(rows):end]))
         finally:
             self.task = None
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so several apps can live in one process):
+    requests by route and status, latency by route, and the number of images per model call."""
+
+    ROUTES = ("/", "/health", "/ready", "/model", "/predict", "/metrics", "/docs", "/openapi.json")
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("imgcls_requests", "HTTP requests answered", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("imgcls_request_seconds", "Time to answer a request", ["route"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        self.batch_rows = Histogram("imgcls_model_batch_images", "Images per model call",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+
+    def middleware(self, app):
+        """ASGI middleware observing every HTTP request, refused ones (413, 400, ...) included."""
+        async def observe(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            path = scope["path"]
+            route = path if path in self.ROUTES else "/static" if path.startswith("/static/") else "other"
+            status, started = 500, time.perf_counter()
+
+            async def sending(message):
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                self.requests.labels(route, str(status)).inc()
+                self.latency.labels(route).observe(time.perf_counter() - started)
+        return observe
 
 
 class HeaderDeadline(H11Protocol):
@@ -252,7 +296,9 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
     class_names = metadata["class_names"]
     style = style_for(metadata.get("dataset"), input_shape, preprocess)
     model.predict_on_batch(np.zeros((1, *input_shape), dtype=np.uint8))  # builds it now, not in a request
-    batcher = Batcher(model)
+    metrics = Metrics()
+    batcher = Batcher(model, observe=metrics.batch_rows.observe)
+    state = {"ready": True}  # false once shutting down: load balancers stop sending work first
     info = {"name": metadata["model"], "dataset": metadata.get("dataset"), "file": path.name,
             "classes": class_names, "input_shape": list(input_shape), "preprocessing": style,
             "metrics": read_metrics(path)}
@@ -281,11 +327,17 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong API key (send it as X-API-Key or Authorization: Bearer)")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        state["ready"] = False
+
     app = FastAPI(title="imgcls", summary=f"Classify images with {metadata['model']} "
-                  f"({metadata.get('dataset') or 'unknown dataset'})")
+                  f"({metadata.get('dataset') or 'unknown dataset'})", lifespan=lifespan)
     app.state.model = model
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(metrics.middleware)  # outermost: it sees the refusals of the others too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -294,7 +346,19 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
 
     @app.get("/health")
     async def health():
+        """The process is up (liveness)."""
         return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        """The model is loaded and warmed up, and the service is not shutting down (readiness)."""
+        if not state["ready"]:
+            return JSONResponse({"status": "shutting down"}, 503)
+        return {"status": "ready"}
+
+    @app.get("/metrics", dependencies=[Depends(check_key)], include_in_schema=False)
+    async def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/model", dependencies=[Depends(check_key)])
     async def model_info():
