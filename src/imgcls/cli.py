@@ -34,9 +34,9 @@ class Parser(argparse.ArgumentParser):
         options = []
         for action in self._actions:
             options += [o for o in action.option_strings if o.startswith("--")]
-            for sub in getattr(action, "choices", None) or ():
-                if isinstance(action.choices[sub], Parser):
-                    options += action.choices[sub]._long_options()
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    options += sub._long_options()
         return options
 
 
@@ -68,6 +68,8 @@ def build_parser():
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="machine-readable output")
     output.add_argument("--csv", metavar="FILE", help="write one row per image to FILE instead of a table")
+    predict.add_argument("--runtime", default="keras", help="keras, or onnx / litert for the model exported by "
+                                                            "'imgcls export' (no TensorFlow loaded)")
     predict.add_argument("--no-preprocess", action="store_true",
                          help="only convert colour mode and size: no inverting, cropping or centring of digits")
 
@@ -77,11 +79,21 @@ def build_parser():
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=5, help="largest request body accepted (default 5)")
     serve.add_argument("--no-preprocess", action="store_true", help="as for predict")
+    serve.add_argument("--runtime", default="keras", help="as for predict: onnx serves faster, in less memory")
     serve.add_argument("--api-key", default=os.environ.get("IMGCLS_API_KEY"),
                        help="key that /predict and /model require (default: $IMGCLS_API_KEY; none: open)")
     serve.add_argument("--allowed-hosts", help="comma-separated Host names to answer (default: the loopback "
                                                "names and --host; * for any)")
     serve.add_argument("--max-connections", type=int, default=500, help="open connections at once; more get 503")
+
+    export = commands.add_parser("export", help="export a model to ONNX, LiteRT or a SavedModel, checked in "
+                                                "its own runtime")
+    export.add_argument("model", metavar="MODEL_OR_RUN")
+    export.add_argument("--format", required=True, help="onnx, litert or saved_model")
+    export.add_argument("--quantize", choices=["int8"], help="int8 weights and activations (litert only)")
+    export.add_argument("--out", help="folder (default: <run>/export)")
+    export.add_argument("--check-images", type=int, default=1000,
+                        help="test images the exported file is checked on against Keras (default 1000)")
 
     datasets = commands.add_parser("datasets", help="list or fetch datasets")
     datasets_commands = datasets.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -149,11 +161,17 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from imgcls.predict import format_table, predict_files, write_csv
-    from imgcls.saving import load_model
 
     if args.csv and Path(args.csv).is_dir():  # refuse now rather than lose the predictions later
         raise ImgclsError(f"--csv {args.csv} is a folder; give a file name")
-    model, metadata, _ = load_model(args.model)
+    if args.runtime == "keras":
+        from imgcls.saving import load_model
+
+        model, metadata, _ = load_model(args.model)
+    else:
+        from imgcls.export.runtimes import load_exported
+
+        model, metadata = load_exported(args.model, args.runtime)
     results = predict_files(model, metadata["class_names"], args.images, top_k=args.top_k,
                             dataset=metadata.get("dataset"), preprocess=not args.no_preprocess)
     if args.csv:
@@ -181,7 +199,15 @@ def cmd_serve(args):
     hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     serve(args.model, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
           preprocess=not args.no_preprocess, api_key=args.api_key or None, allowed_hosts=hosts,
-          max_connections=args.max_connections)
+          max_connections=args.max_connections, runtime=args.runtime)
+
+
+def cmd_export(args):
+    from imgcls.export import export_run
+
+    path = export_run(args.model, args.format, quantize=args.quantize, out=args.out, check_images=args.check_images)
+    print(f"Exported: {path}")
+    print(f"Model card: {path.parent / 'model_card.md'}")
 
 
 def cmd_datasets(args):
@@ -230,10 +256,10 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
-        if not debug:
+        if not debug and getattr(args, "runtime", "keras") == "keras":  # other runtimes never load TensorFlow
             _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
-                   "datasets": cmd_datasets, "models": cmd_models, "bench": cmd_bench}[args.command]
+                   "datasets": cmd_datasets, "models": cmd_models, "bench": cmd_bench, "export": cmd_export}[args.command]
         handler(args)
     except ImgclsError as e:
         if debug:

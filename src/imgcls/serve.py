@@ -37,7 +37,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from imgcls.errors import ImgclsError
 from imgcls.images import ImageTooLarge, declared_pixels, open_image, to_model_input
 from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes
-from imgcls.saving import load_model
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused
@@ -99,10 +98,23 @@ class UploadLimit:
         await self.app(scope, counting_receive, send)
 
 
+def load_predictor(model_or_run, runtime):
+    """(model, metadata, file): a Keras model in safe mode, or an exported one in its runtime."""
+    if runtime == "keras":
+        from imgcls.saving import load_model  # here: it imports Keras, which other runtimes do without
+
+        return load_model(model_or_run)
+    from imgcls.export.runtimes import exported_file, load_exported
+
+    model, metadata = load_exported(model_or_run, runtime)
+    return model, metadata, exported_file(model_or_run, runtime)
+
+
 def read_metrics(model_path):
-    """The run's metrics.json beside the model file, if there is one."""
+    """The run's metrics.json beside the model file (or beside its export/ folder), if there is one."""
+    folder = Path(model_path).parent
     try:
-        return json.loads((Path(model_path).parent / "metrics.json").read_text())
+        return json.loads((folder.parent if folder.name == "export" else folder).joinpath("metrics.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -286,12 +298,14 @@ class OncePer(logging.Filter):
 
 
 def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS,
-               max_request_pixels=MAX_REQUEST_PIXELS, preprocess=True, api_key=None, allowed_hosts=LOOPBACK):
+               max_request_pixels=MAX_REQUEST_PIXELS, preprocess=True, api_key=None, allowed_hosts=LOOPBACK,
+               runtime="keras"):
     """The FastAPI app serving one model; raises ImgclsError if the model cannot be loaded.
 
     With `api_key`, /predict and /model want it (header X-API-Key, or Authorization: Bearer).
-    Requests whose Host is not in `allowed_hosts` are refused ("*" allows any)."""
-    model, metadata, path = load_model(model_or_run)
+    Requests whose Host is not in `allowed_hosts` are refused ("*" allows any). `runtime` "onnx" (or
+    "litert") serves the run's exported model (`imgcls export`) without importing TensorFlow."""
+    model, metadata, path = load_predictor(model_or_run, runtime)
     input_shape = tuple(model.input_shape[1:])
     class_names = metadata["class_names"]
     style = style_for(metadata.get("dataset"), input_shape, preprocess)
