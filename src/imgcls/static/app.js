@@ -89,7 +89,7 @@ for (const type of ["pointerup", "pointercancel"]) {
 
 function stroke(from, to) {
   ctx.strokeStyle = "#fff";
-  ctx.lineWidth = pad.width / 13;
+  ctx.lineWidth = Number(pad.dataset.pen) || pad.width / 13; // data-pen: for scripts that vary the pen
   ctx.lineCap = ctx.lineJoin = "round";
   ctx.beginPath();
   ctx.moveTo(...from);
