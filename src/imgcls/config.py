@@ -35,8 +35,9 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "share of each label spread over the other classes")
     steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
     validation_split: float = option(0.1, "share of the training set held out (from its end, as Keras does)")
-    augment: str | None = option(None, "random augmentation in training: shift, flip, shift,flip, or auto "
-                                        "(the value when given alone: shift, and flip for colour images)",
+    augment: str | None = option(None, "random augmentation in training, a comma list: shift, flip, digits "
+                                        "(handwriting), or auto (the value when given alone: shift, and flip "
+                                        "for colour images)",
                                  const="auto", metavar="KINDS")
     tta: bool = option(False, "also report test accuracy averaged with mirror images (for photos)")
     early_stopping: int | None = option(None, "stop when validation loss has not improved for PATIENCE "
@@ -64,15 +65,16 @@ class TrainConfig:
         for key, ok, rule in checks:
             if not ok:
                 raise InvalidValue(key, f"{rule}, got {getattr(self, key)!r}")
-        from imgcls.models import model_spec  # here: it imports Keras, which reading a config must not need
+        from imgcls.augment import POLICIES  # here: these import Keras, which reading a config must not need
+        from imgcls.models import model_spec
 
         model_spec(self.model)
         for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             if getattr(self, key) not in valid:
                 raise unknown(key, getattr(self, key), valid)
-        if self.augment and not set(self.augment.split(",")) <= set(AUGMENTATIONS):
+        if self.augment and not set(self.augment.split(",")) <= set(POLICIES):
             raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
-                                         f"{', '.join(a for a in AUGMENTATIONS if a != 'auto')}")
+                                          f"{', '.join(a for a in POLICIES if a != 'auto')}")
         return self
 
 
@@ -89,7 +91,6 @@ def _check_type(key, value, annotation):
 
 SCHEDULES = ("onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
-AUGMENTATIONS = ("auto", "shift", "flip")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,9 +7,9 @@ scaled to 8 bits, transparency flattened onto a background that contrasts with t
 
 Conversion then depends on what the model was trained on (its dataset's prediction style):
 
-- "digits" (mnist): the MNIST convention. A light digit on a black background (dark-on-light
-  pictures, judged by their border, are inverted and the paper's grey removed), its bounding box
-  scaled to fit 20x20 keeping its aspect ratio, placed in 28x28 with its centre of mass in the middle.
+- "digits" (mnist): the digit is found on the page (uneven light, ruled lines, the table's edge,
+  specks and the pen's width dealt with) and drawn as MNIST's are: light on black, fitting 20x20,
+  centred by mass in 28x28 (imgcls.handwriting).
 - "objects" (fashion_mnist): a light garment on black, as above, but its bounding box scaled to
   fill the whole frame and centred, as Fashion-MNIST's products were; the digit rules do not apply.
 - "plain" (anything else, or preprocess=False): the model's colour mode and size only.
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgcls.errors import ImgclsError
+from imgcls.handwriting import to_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 WORKING_SIZE = 1024  # the digit and object conventions need no more detail than this; it bounds their memory
@@ -104,11 +105,11 @@ def to_model_input(image, input_shape, style="plain"):
             scale = WORKING_SIZE / max(image.size)
             image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                                  Image.Resampling.BILINEAR)
-        ink = light_on_dark(np.asarray(image, dtype=np.float32))
         if style == "digits":
-            pixels = place_ink(ink, (height, width), box=round(min(height, width) * 20 / 28), by_mass=True)
+            pixels = to_mnist(np.asarray(image.convert("L")), (height, width))
         else:
-            pixels = place_ink(ink, (height, width), box=min(height, width), by_mass=False)
+            pixels = place_ink(light_on_dark(np.asarray(image, dtype=np.float32)), (height, width),
+                               box=min(height, width), by_mass=False)
     return pixels.reshape(input_shape)
 
 
