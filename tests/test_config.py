@@ -20,7 +20,8 @@ def test_precedence_defaults_then_preset_then_file_then_flags(tmp_path):
     assert config.epochs == 7              # the file beats the preset
     assert config.batch_size == 128        # a flag beats the file
     assert config.lr == RECIPES["seed"].values["lr"]  # a flag not given changes nothing
-    assert resolve_config().epochs == TrainConfig().epochs
+    assert resolve_config(dataset="folder:photos").epochs == TrainConfig().epochs  # no recipe refines folders
+    assert resolve_config().augment == "digits"  # MNIST's default recipe reads handwriting, not just MNIST
 
 
 def test_config_file_can_name_a_preset(tmp_path):
