@@ -193,3 +193,11 @@ def test_a_repeated_log_line_passes_once_per_interval():
     assert sum(once.filter(r) for r in records) == 1
     other = logging.LogRecord("asyncio", logging.ERROR, "", 0, "another problem", None, None)
     assert once.filter(other)
+
+
+@pytest.mark.parametrize("size", [(3000, 1), (1, 3000)])
+def test_very_thin_pictures_are_answered(model_file, size):
+    client = client_for(create_app(model_file))
+    buffer = io.BytesIO()
+    Image.new("L", size, 255).save(buffer, "PNG")
+    assert client.post("/predict", files={"file": ("thin.png", buffer.getvalue())}).status_code == 200

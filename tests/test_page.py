@@ -40,10 +40,14 @@ def digit_model(mnist, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server_url(digit_model):
-    """The real service on a free loopback port, in a thread."""
+    yield from serve_in_thread(create_app(digit_model))
+
+
+def serve_in_thread(app):
+    """The real service on a free loopback port, in a thread; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(digit_model), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -97,3 +101,21 @@ def test_uploading_a_picture_shows_its_prediction(page, mnist, tmp_path):
     assert answer.value.ok
     page.locator(".bar").nth(2).wait_for()
     assert page.locator("#status").inner_text() == ""
+
+
+def test_the_page_sends_the_api_key_given_in_its_address(digit_model):
+    import contextlib
+
+    with contextlib.closing(serve_in_thread(create_app(digit_model, api_key="s3cret"))) as urls:
+        url = next(urls)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            page = browser.new_page()
+            page.goto(url + "#key=s3cret")
+            page.wait_for_selector("body[data-ready]")
+            assert "classes" in page.locator("#model").inner_text()  # /model answered with the key
+            page.goto("about:blank")
+            page.goto(url)  # no key: the page says what is wrong instead of failing silently
+            page.wait_for_timeout(1000)
+            assert "classes" not in page.locator("#model").inner_text()
+            browser.close()

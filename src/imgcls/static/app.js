@@ -2,6 +2,11 @@
 // White strokes on black: already MNIST's look, so the server's preprocessing only has to fit them.
 "use strict";
 
+// A service started with --api-key is opened as http://host:port/#key=KEY: the key stays in the page
+// (a fragment is never sent to the server or to other sites) and goes with each request.
+const KEY_HEADER = new URLSearchParams(location.hash.slice(1)).has("key")
+  ? { "X-API-Key": new URLSearchParams(location.hash.slice(1)).get("key") } : {};
+
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const bars = document.getElementById("bars");
@@ -44,7 +49,7 @@ async function classify(blob, name) {
   form.append("file", blob, name);
   showStatus("Classifying…");
   try {
-    const response = await fetch("/predict?top_k=3", { method: "POST", body: form });
+    const response = await fetch("/predict?top_k=3", { method: "POST", body: form, headers: KEY_HEADER });
     const answer = await response.json();
     if (id !== request) return;
     if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : response.statusText);
@@ -138,7 +143,7 @@ document.addEventListener("drop", (event) => {
 // The model decides what the page offers: drawing only makes sense for single-channel inputs.
 async function start() {
   try {
-    const model = await (await fetch("/model")).json();
+    const model = await (await fetch("/model", { headers: KEY_HEADER })).json();
     const shape = model.input_shape;
     canDraw = shape.length === 2 || shape[2] === 1;
     const accuracy = model.metrics && model.metrics.test_accuracy;
