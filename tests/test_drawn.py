@@ -1,13 +1,9 @@
 """Drawn digits: MNIST digits traced into pen strokes, and drawn through the real page in Chromium."""
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 from scipy import ndimage
 
@@ -16,6 +12,7 @@ from imgcls.models import build_model
 from imgcls.robustness.drawn import CHROMIUM, read_drawn, render_strokes, strokes_for, trace_strokes
 from imgcls.saving import save_model
 from imgcls.serve import create_app
+from conftest import serve_in_thread
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -102,19 +99,8 @@ def untrained_server(tmp_path):
             predicts.append(scope["method"])
         await app(scope, receive, send)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(counting, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/", predicts
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    for url in serve_in_thread(counting):
+        yield url, predicts
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")

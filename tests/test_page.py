@@ -2,19 +2,16 @@
 
 import io
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import keras
 import pytest
-import uvicorn
 from PIL import Image, ImageOps
 
 from imgcls.models import build_model
 from imgcls.saving import save_model
 from imgcls.serve import create_app
+from conftest import serve_in_thread
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -41,23 +38,6 @@ def digit_model(mnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server_url(digit_model):
     yield from serve_in_thread(create_app(digit_model))
-
-
-def serve_in_thread(app):
-    """The real service on a free loopback port, in a thread; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
+from imgcls.bench.wild import bench_wild, print_wild, wild_line
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
@@ -46,7 +47,9 @@ PARTS = {
     "cifar10": _cifar10,
     "inference": _inference,
     "efficiency": lambda options: peak_gflops(),
+    "wild": bench_wild,
 }
+SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 
 
 def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
@@ -61,8 +64,13 @@ def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
     path = Path(out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}.json"
     write_json(path, results)
     print_table(results)
+    if "wild" in results:
+        print_wild(results["wild"])
     print(f"Results: {path}")
-    print(summary_line(results))
+    if set(parts) & set(SPEED_PARTS):
+        print(summary_line(results))
+    if "wild" in results:
+        print(wild_line(results["wild"]))
     return results
 
 

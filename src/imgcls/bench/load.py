@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from imgcls.bench import RESULTS
+from imgcls.errors import ImgclsError
 from imgcls.runs import write_json
 
 
@@ -65,7 +66,7 @@ def start_server(model, port):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"the server exited with status {server.returncode}")
+            raise ImgclsError(f"the server exited with status {server.returncode}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
                 return server
@@ -73,7 +74,7 @@ def start_server(model, port):
             pass
         time.sleep(0.25)
     server.terminate()
-    sys.exit("the server did not answer /health within 120 s")
+    raise ImgclsError("the server did not answer /health within 120 s")
 
 
 def cpu_seconds(pid):
@@ -167,4 +168,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ImgclsError as e:
+        sys.exit(f"load test: {e}")

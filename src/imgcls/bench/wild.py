@@ -1,0 +1,143 @@
+"""Robustness ("wild"): how a digit model reads the pictures people give it, not MNIST's test set.
+
+For each model, four rows beside the clean MNIST test accuracy:
+- MNIST-C: the 15 corruptions of Mu & Gilmer (2019) applied to the whole test set, fed as arrays;
+- captured: test digits as phone photos of paper (imgcls.robustness.capture), saved as JPEG files
+  and read back through `imgcls predict`'s own path (files in, classes out);
+- drawn: test digits traced as mouse strokes on `imgcls serve`'s page in headless Chromium
+  (imgcls.robustness.drawn), read from the page's own /predict answers.
+The sets are made from MNIST's test digits with fixed seeds and cached beside the datasets.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from imgcls.config import resolve_config
+from imgcls.data import cache_dir, load_dataset
+from imgcls.errors import ImgclsError
+from imgcls.predict import predict_files
+from imgcls.robustness.capture import write_captured_set
+from imgcls.robustness.corruptions import CORRUPTIONS, mnist_c
+from imgcls.runs import atomic_path
+from imgcls.saving import load_model, resolve_model_path
+
+SEED = 0
+CAPTURED = 2000  # test digits 0..1999 photographed: about +-0.4 points of sampling noise at 97%
+DRAWN = (5000, 200)  # first test digit drawn, and how many: a different slice from the captured ones
+PRESETS = ("seed", "default", "best")  # trained and measured when no --run is given
+
+
+def corrupted_sets(x_test, seed=SEED):
+    """{corruption: images} of the whole test set, made once and cached."""
+    path = cache_dir() / "robustness" / f"mnist_c-seed{seed}.npz"
+    if path.is_file():
+        with np.load(path) as npz:
+            if set(npz.files) == set(CORRUPTIONS):
+                return {name: npz[name] for name in CORRUPTIONS}
+    sets = mnist_c(x_test, seed=seed)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **sets)
+    return sets
+
+
+def captured_folder(x_test, y_test, seed=SEED, count=CAPTURED):
+    """A folder of `count` captured pictures, <label>/<index>.jpg, made once and cached whole."""
+    folder = cache_dir() / "robustness" / f"captured-seed{seed}-{count}"
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".captured-", dir=folder.parent))
+        write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
+        os.replace(scratch, folder)  # the whole set appears at once, or not at all
+    return folder
+
+
+def accuracy_on_files(model, metadata, folder):
+    """Accuracy of `imgcls predict` on folder/<label>/*: the label is each file's folder name."""
+    results = predict_files(model, metadata["class_names"], [folder], dataset=metadata.get("dataset"))
+    return float(np.mean([r.get("top", [{}])[0].get("class") == Path(r["file"]).parent.name for r in results]))
+
+
+def accuracy_drawn(model_file, x_test, y_test, first=DRAWN[0], count=DRAWN[1], seed=SEED):
+    """Accuracy of the served page on digits drawn in headless Chromium; None where Chromium is absent."""
+    from imgcls.bench.load import free_port, start_server
+    from imgcls.robustness.drawn import CHROMIUM, read_drawn
+
+    if not Path(CHROMIUM).exists():
+        print(f"drawn: skipped, no Chromium at {CHROMIUM}")
+        return None
+    port = free_port()
+    server = start_server(model_file, port)
+    try:
+        digits, labels = x_test[first:first + count], y_test[first:first + count]
+        return read_drawn(f"http://127.0.0.1:{port}", digits, labels, seed=seed)["accuracy"]
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def measure(model_file, mnist, corrupted, captured):
+    """The robustness rows of one saved model."""
+    model, metadata, _ = load_model(model_file)
+    if metadata.get("dataset") != "mnist":
+        raise ImgclsError(f"{model_file} was trained on {metadata.get('dataset')}; the wild bench is for MNIST models")
+
+    def accuracy(x, y):
+        return float(np.mean(np.asarray(model.predict(x, batch_size=1024, verbose=0)).argmax(1) == y))
+
+    per_corruption = {name: round(accuracy(images, mnist.y_test), 4) for name, images in corrupted.items()}
+    return {"clean": round(accuracy(mnist.x_test, mnist.y_test), 4),
+            "mnist_c_mean": round(float(np.mean(list(per_corruption.values()))), 4),
+            "captured": round(accuracy_on_files(model, metadata, captured), 4),
+            "drawn": _rounded(accuracy_drawn(model_file, mnist.x_test, mnist.y_test)),
+            "mnist_c": per_corruption}
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)
+
+
+def bench_wild(options):
+    """Measure `options["run"]`, or train the seed, default and best recipes and measure each."""
+    mnist = load_dataset("mnist")
+    corrupted = corrupted_sets(mnist.x_test)
+    captured = captured_folder(mnist.x_test, mnist.y_test)
+    if options.get("run"):
+        name = str(options["run"])
+        return {"measured": name, "rows": {name: measure(resolve_model_path(name), mnist, corrupted, captured)}}
+    from imgcls.train import train
+
+    rows = {}
+    for preset in PRESETS:
+        folder = Path(tempfile.mkdtemp(prefix=f"wild-{preset}-"))
+        try:
+            config = dataclasses.replace(resolve_config(preset=preset), out=str(folder))
+            print(f"\n== wild: training the {preset} recipe ({config.model}, {config.epochs} epochs)")
+            run = train(config, dataset=mnist, progress=False)
+            rows[preset] = {**measure(folder / "model.keras", mnist, corrupted, captured),
+                            "model": config.model, "training_seconds": run.metrics["training_seconds"]}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"measured": "default", "rows": rows}
+
+
+def print_wild(result):
+    print(f"\nRobustness (fractions correct)   {'clean':>7} {'MNIST-C':>8} {'captured':>9} {'drawn':>7}")
+    for name, row in result["rows"].items():
+        drawn = "-" if row["drawn"] is None else f"{row['drawn']:.4f}"
+        print(f"  {name:30} {row['clean']:>7.4f} {row['mnist_c_mean']:>8.4f} {row['captured']:>9.4f} {drawn:>7}")
+    first = next(iter(result["rows"].values()))
+    print("  MNIST-C per corruption (" + next(iter(result["rows"])) + "): " +
+          ", ".join(f"{k} {v:.3f}" for k, v in first["mnist_c"].items()))
+
+
+def wild_line(result):
+    """The part's last line, for scripts: wild clean=... mnist_c_mean=... captured=... drawn=..."""
+    rows = result["rows"]
+    row = rows.get(result["measured"]) or next(iter(rows.values()))
+    return "wild " + " ".join(f"{k}={'none' if row[k] is None else f'{row[k]:.4f}'}"
+                              for k in ("clean", "mnist_c_mean", "captured", "drawn"))

@@ -1,0 +1,36 @@
+"""The robustness benchmark's pieces: the captured set is read through predict's own path, and the
+summary line is what scripts read. (Its figures are reported by `imgcls bench --only wild`, never
+asserted here.)"""
+
+import numpy as np
+
+from imgcls.bench.wild import accuracy_on_files, captured_folder, wild_line
+from imgcls.models import build_model
+from imgcls.predict import predict_files
+from imgcls.robustness.capture import write_captured_set
+
+
+def test_captured_pictures_are_scored_by_their_folder_names(mnist, tmp_path):
+    write_captured_set(mnist.x_test[:12], mnist.y_test[:12], tmp_path, seed=3)
+    model = build_model("dense", (28, 28), 10)
+    metadata = {"class_names": mnist.class_names, "dataset": "mnist"}
+    results = predict_files(model, mnist.class_names, [tmp_path], dataset="mnist")
+    expected = np.mean([r["top"][0]["class"] == str(label) for r, label in
+                        zip(sorted(results, key=lambda r: int(r["file"].rsplit("/", 1)[1][:-4])), mnist.y_test[:12])])
+    assert accuracy_on_files(model, metadata, tmp_path) == expected
+
+
+def test_the_captured_set_is_made_once_and_whole(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
+    folder = captured_folder(mnist.x_test, mnist.y_test, count=6)
+    assert sorted(p.name for p in folder.rglob("*.jpg")) == [f"{i}.jpg" for i in range(6)]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no scratch folder left
+    stamp = {p: p.stat().st_mtime_ns for p in folder.rglob("*.jpg")}
+    assert captured_folder(mnist.x_test, mnist.y_test, count=6) == folder
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.jpg")} == stamp  # read, not made again
+
+
+def test_summary_line():
+    row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "mnist_c": {}}
+    assert wild_line({"measured": "default", "rows": {"seed": {**row, "clean": 0.5}, "default": row}}) == \
+        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none"
