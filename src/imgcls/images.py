@@ -9,7 +9,7 @@ Conversion then depends on what the model was trained on (its dataset's predicti
 
 - "digits" (mnist): the digit is found on the page (uneven light, ruled lines, the table's edge,
   specks and the pen's width dealt with) and drawn as MNIST's are: light on black, fitting 20x20,
-  centred by mass in 28x28 (imgcls.handwriting).
+  centred by mass in 28x28 (imgcls.digits).
 - "objects" (fashion_mnist): a light garment on black, as above, but its bounding box scaled to
   fill the whole frame and centred, as Fashion-MNIST's products were; the digit rules do not apply.
 - "plain" (anything else, or preprocess=False): the model's colour mode and size only.
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgcls.errors import ImgclsError
-from imgcls.handwriting import to_mnist
+from imgcls.digits import to_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 WORKING_SIZE = 1024  # the digit and object conventions need no more detail than this; it bounds their memory

@@ -1,0 +1,153 @@
+"""The digit finder: a photographed or scanned digit becomes a centred MNIST-convention frame."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from imgcls.digits import find_ink, to_mnist
+
+DIGITS = range(10)  # the first ten MNIST test digits: 7 2 1 0 4 1 4 9 5 9
+
+
+def on_paper(digit, rng, size=120, frame=(220, 260), at=(50, 70), gradient=0.5):
+    """`digit` (light on black) written in dark ink on paper lit unevenly, blurred and noisy."""
+    ink = np.zeros(frame, np.float32)
+    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
+    top, left = at
+    rows, cols = slice(max(top, 0), top + size), slice(max(left, 0), left + size)
+    height, width = ink[rows, cols].shape  # the part of the digit inside the frame
+    ink[rows, cols] = big[max(-top, 0):, max(-left, 0):][:height, :width]
+    yy, xx = np.mgrid[0:frame[0], 0:frame[1]] / np.array(frame).reshape(2, 1, 1)
+    light = 1 - gradient * (0.6 * xx + 0.4 * yy)  # a lamp on the left: the right side is darker
+    paper = 230 * light * (1 - 0.8 * np.clip(ink, 0, 1))
+    paper = ndimage.gaussian_filter(paper, 0.8) + rng.normal(0, 3, frame)
+    return np.clip(paper, 0, 255).astype(np.uint8)
+
+
+def centre_of_mass(frame):
+    return np.array(ndimage.center_of_mass(frame.astype(np.float64)))
+
+
+def long_side(frame):
+    left, top, right, bottom = Image.fromarray(frame).getbbox()
+    return max(right - left, bottom - top)
+
+
+def correlation(a, b):
+    return np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1]
+
+
+def assert_recovers(picture, digit):
+    """The frame holds the digit centred by mass, 20 px on its long side, looking like the digit."""
+    frame = to_mnist(picture)
+    assert frame.dtype == np.uint8 and frame.shape == (28, 28)
+    assert np.abs(centre_of_mass(frame) - 13.5).max() <= 1.0
+    assert 19 <= long_side(frame) <= 21
+    assert frame.max() >= 240 and ((frame > 0) & (frame < 200)).sum() > 20  # grey edges, not a mask
+    assert correlation(frame, to_mnist(digit)) > 0.75
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    return [mnist.x_test[i] for i in DIGITS]
+
+
+def test_clean_mnist_digit_converts_to_nearly_itself(mnist):
+    """Up to a one-pixel shift: MNIST rounded its own centring, so some digits move by a pixel."""
+    for digit in mnist.x_test[:50]:
+        frame = to_mnist(digit)
+        shifted = [np.roll(frame, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert max(correlation(s, digit) for s in shifted) > 0.98
+        assert np.abs(centre_of_mass(frame) - centre_of_mass(digit)).max() <= 1.0
+
+
+@pytest.mark.parametrize("index", DIGITS)
+def test_uneven_lighting_on_paper(digits, index):
+    picture = on_paper(digits[index], np.random.default_rng(index), gradient=0.6)
+    assert_recovers(picture, digits[index])
+
+
+def test_chalk_on_a_dark_board(digits):
+    picture = 255 - on_paper(digits[0], np.random.default_rng(0))  # light strokes, uneven dark board
+    assert_recovers(picture, digits[0])
+
+
+@pytest.mark.parametrize("index", [0, 3, 7])
+def test_ruled_line_across_the_digit(digits, index):
+    picture = on_paper(digits[index], np.random.default_rng(index)).astype(np.float32)
+    yy, xx = np.mgrid[0:picture.shape[0], 0:picture.shape[1]]
+    for y in (110, 170):  # one through the digit, one below it, slightly tilted
+        line = np.clip(1.5 - np.abs(yy - y - 0.03 * xx), 0, 1)
+        picture = picture * (1 - 0.6 * line)
+    picture = picture.astype(np.uint8)
+    assert_recovers(picture, digits[index])
+
+
+@pytest.mark.parametrize("at", [(50, -20), (-18, 70), (100, 150)])
+def test_digit_touching_the_border(digits, at):
+    digit = digits[2]  # a 1, cut a little by the frame's left, top or right edge
+    picture = on_paper(digit, np.random.default_rng(1), at=at)
+    frame = to_mnist(picture)
+    assert np.abs(centre_of_mass(frame) - 13.5).max() <= 1.5
+    assert 19 <= long_side(frame) <= 21
+    assert correlation(frame, to_mnist(digit)) > 0.6
+
+
+def test_specks_around_the_digit(digits):
+    rng = np.random.default_rng(5)
+    picture = on_paper(digits[1], rng).astype(np.float32)
+    yy, xx = np.mgrid[0:picture.shape[0], 0:picture.shape[1]]
+    for cy, cx in zip(rng.uniform(0, 220, 25), rng.uniform(0, 260, 25)):
+        picture[np.hypot(yy - cy, xx - cx) < 2.5] *= 0.3
+    assert_recovers(picture.astype(np.uint8), digits[1])
+
+
+def test_marker_thick_strokes(digits):
+    thick = ndimage.grey_dilation(digits[3], size=(3, 3))  # a 0 drawn with a marker
+    picture = on_paper(thick, np.random.default_rng(3))
+    frame = to_mnist(picture)
+    assert correlation(frame, to_mnist(digits[3])) > 0.75
+
+
+def test_table_edge_beyond_the_paper(digits):
+    picture = on_paper(digits[4], np.random.default_rng(4)).copy()
+    picture[:, -18:] = 60  # the dark table along the right side
+    assert_recovers(picture, digits[4])
+
+
+@pytest.mark.parametrize("picture", [
+    np.zeros((3000, 1), np.uint8),
+    np.full((1, 5000), 200, np.uint8),
+    (np.arange(3000) % 256).astype(np.uint8)[:, None],
+    np.full((100, 100), 255, np.uint8),
+    np.zeros((100, 100), np.uint8),
+    np.zeros((0, 0), np.uint8),
+    np.full((1, 1), 9, np.uint8),
+    np.full((40, 60, 1), 128, np.uint8),
+])
+def test_odd_shapes_and_blank_pictures_give_a_frame(picture):
+    frame = to_mnist(picture)
+    assert frame.dtype == np.uint8 and frame.shape == (28, 28)
+
+
+@pytest.mark.parametrize("picture", [
+    np.full((100, 100), 255, np.uint8),
+    np.zeros((100, 100), np.uint8),
+    np.clip(np.random.default_rng(0).normal(200, 4, (300, 200)), 0, 255).astype(np.uint8),  # plain paper
+])
+def test_blank_pictures_give_a_black_frame(picture):
+    assert not to_mnist(picture).any()
+
+
+def test_other_frame_shapes(digits):
+    frame = to_mnist(on_paper(digits[0], np.random.default_rng(0)), shape=(56, 56))
+    assert frame.shape == (56, 56) and long_side(frame) == 40
+    assert np.abs(centre_of_mass(frame) - 27.5).max() <= 1.5
+
+
+def test_find_ink_gives_the_digit_alone(digits):
+    ink, mask = find_ink(on_paper(digits[0], np.random.default_rng(0)))
+    assert ink.dtype == np.float32 and 0 <= ink.min() and ink.max() == 255
+    assert mask.shape == ink.shape and mask.any()
+    assert not ink[~ndimage.binary_dilation(mask)].any()  # nothing away from the digit
