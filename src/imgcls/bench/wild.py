@@ -130,9 +130,8 @@ def print_wild(result):
     for name, row in result["rows"].items():
         drawn = "-" if row["drawn"] is None else f"{row['drawn']:.4f}"
         print(f"  {name:30} {row['clean']:>7.4f} {row['mnist_c_mean']:>8.4f} {row['captured']:>9.4f} {drawn:>7}")
-    first = next(iter(result["rows"].values()))
-    print("  MNIST-C per corruption (" + next(iter(result["rows"])) + "): " +
-          ", ".join(f"{k} {v:.3f}" for k, v in first["mnist_c"].items()))
+    for name, row in result["rows"].items():
+        print(f"  MNIST-C per corruption ({name}): " + ", ".join(f"{k} {v:.3f}" for k, v in row["mnist_c"].items()))
 
 
 def wild_line(result):
