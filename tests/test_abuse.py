@@ -2,7 +2,6 @@
 serving. Socket-level cases run against a real uvicorn server on a loopback port, in a thread."""
 
 import io
-import json
 import logging
 import socket
 import struct

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imgcls.data import Dataset, cache_dir, fetch_dataset, list_datasets, load_dataset
-from imgcls.data import builtin, cache, folder
+from imgcls.data import builtin, cache
 from imgcls.data.builtin import DatasetSpec, idx_data_dir, keras_shapes, read_cifar
 from imgcls.data.formats import IDX_FILES, parse_idx, read_idx_set
 from imgcls.data.sources import Source, from_deb, from_path, from_urls

@@ -25,7 +25,6 @@ from imgcls.digits import to_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 WORKING_SIZE = 1024  # the digit and object conventions need no more detail than this; it bounds their memory
-STYLES = ("digits", "objects", "plain")
 
 
 class ImageTooLarge(ImgclsError):

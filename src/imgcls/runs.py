@@ -106,6 +106,15 @@ def hold_run_folder(folder, overwrite=False):
             (folder / ".lock").unlink(missing_ok=True)
 
 
+def read_metrics(model_path):
+    """The run's metrics.json beside a model file (or beside the export/ folder holding it), or None."""
+    folder = Path(model_path).parent
+    try:
+        return json.loads((folder.parent if folder.name == "export" else folder).joinpath("metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def environment():
     """Backend and library versions, recorded with every result so figures can be compared."""
     import keras

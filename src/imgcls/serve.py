@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import hmac
 import io
-import json
 import logging
 import sys
 import time
@@ -37,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from imgcls.errors import ImgclsError
 from imgcls.images import ImageTooLarge, declared_pixels, open_image, to_model_input
 from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes
+from imgcls.runs import read_metrics
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused
@@ -108,15 +108,6 @@ def load_predictor(model_or_run, runtime):
 
     model, metadata = load_exported(model_or_run, runtime)
     return model, metadata, exported_file(model_or_run, runtime)
-
-
-def read_metrics(model_path):
-    """The run's metrics.json beside the model file (or beside its export/ folder), if there is one."""
-    folder = Path(model_path).parent
-    try:
-        return json.loads((folder.parent if folder.name == "export" else folder).joinpath("metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def decode_base64(text, name):

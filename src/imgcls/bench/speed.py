@@ -12,7 +12,6 @@ import keras
 import numpy as np
 
 from imgcls.config import resolve_config
-from imgcls.models import build_model
 from imgcls.train import train
 
 class TimeToAccuracy(keras.callbacks.Callback):

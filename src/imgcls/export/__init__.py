@@ -26,7 +26,7 @@ import numpy as np
 
 from imgcls.errors import ImgclsError, InvalidValue, unknown
 from imgcls.export import runtimes
-from imgcls.runs import atomic_path, write_json, write_text
+from imgcls.runs import atomic_path, read_metrics, write_json, write_text
 
 FORMATS = {"onnx": "model.onnx", "litert": "model.tflite", "saved_model": "saved_model"}
 QUANTIZED = {("litert", "int8"): "model_int8.tflite"}
@@ -82,7 +82,7 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000) -> Path:
         record["float"] = float_litert(model, data, check_images)
     info["exports"][target.name] = record
     write_json(folder / "metadata.json", info)
-    write_text(folder / "model_card.md", model_card(info, read_run_metrics(path)))
+    write_text(folder / "model_card.md", model_card(info, read_metrics(path) or {}))
     return target
 
 
@@ -259,14 +259,6 @@ def float_litert(model, data, n):
 def runtime_name(fmt):
     name, distribution = RUNTIME_NAMES[fmt]
     return f"{name} {importlib.metadata.version(distribution)}"
-
-
-def read_run_metrics(model_path):
-    """The run's metrics.json beside the model file, or {} for a model saved elsewhere."""
-    try:
-        return json.loads((Path(model_path).parent / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def preprocessing(dataset, input_shape):
