@@ -63,14 +63,7 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
         name = dataset or metadata.get("dataset")
         if not name:
             raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
-        shape = tuple(model.input_shape[1:])
-        # A folder's pictures are converted to the model's input, whatever their own size and colours.
-        folder_options = {"image_size": shape[:2], "color_mode": "rgb" if shape[-1:] == (3,) else "grayscale"} \
-            if name.startswith("folder:") else {}
-        data = load_dataset(name, data_dir=data_dir, **folder_options)
-    if len(data.class_names) != model.output_shape[-1]:
-        raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
-                          f"{model.output_shape[-1]}")
+        data = dataset_for(model, name, data_dir)
     metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names)
     metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
                **metrics, **environment()}
@@ -78,6 +71,19 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
     folder.mkdir(parents=True, exist_ok=True)
     reports.write_results(folder, metrics, data, probs)
     return folder, metrics
+
+
+def dataset_for(model, name, data_dir=None):
+    """Dataset `name` as `model` takes it: a folder's pictures converted to the model's input size
+    and colours, whatever their own; an ImgclsError when its classes do not match the model's."""
+    shape = tuple(model.input_shape[1:])
+    options = {"image_size": shape[:2], "color_mode": "rgb" if shape[-1:] == (3,) else "grayscale"} \
+        if name.startswith("folder:") else {}
+    data = load_dataset(name, data_dir=data_dir, **options)
+    if len(data.class_names) != model.output_shape[-1]:
+        raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
+                          f"{model.output_shape[-1]}")
+    return data
 
 
 def read_labelled_pictures(root, metadata, input_shape, preprocess=True):

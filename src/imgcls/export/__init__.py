@@ -131,19 +131,12 @@ def inference_model(model):
 def run_dataset(model, metadata, path):
     """The dataset the model was trained on, for its test images (checks) and training images
     (int8 calibration); a folder's pictures are converted to the model's input size and colours."""
-    from imgcls.data import load_dataset
+    from imgcls.evaluate import dataset_for
 
     name = metadata.get("dataset")
     if not name:
         raise ImgclsError(f"{path} does not say which dataset it was trained on: nothing to check an export on")
-    shape = tuple(model.input_shape[1:])
-    options = {"image_size": shape[:2], "color_mode": "rgb" if shape[-1:] == (3,) else "grayscale"} \
-        if name.startswith("folder:") else {}
-    data = load_dataset(name, **options)
-    if len(data.class_names) != model.output_shape[-1]:
-        raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
-                          f"{model.output_shape[-1]}")
-    return data
+    return dataset_for(model, name)
 
 
 def calibration_images(x_train, n=CALIBRATION_IMAGES, seed=0):
