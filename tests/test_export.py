@@ -15,7 +15,8 @@ import imgcls.export
 from imgcls.config import resolve_config
 from imgcls.data import Dataset
 from imgcls.errors import ImgclsError
-from imgcls.export import atomic_folder, export_run, inference_model, write_model
+from imgcls.export import export_run, inference_model, write_model
+from imgcls.runs import atomic_folder
 from imgcls.export.runtimes import load_exported
 from imgcls.models import PRESETS, build_model
 from imgcls.saving import load_model, save_model

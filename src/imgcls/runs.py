@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import re
+import secrets
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,31 @@ def atomic_path(path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a new empty sibling of folder `path`; if the block succeeds, flush its files and rename
+    it onto `path` (an old folder is renamed away first, then removed), else remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+    tmp.mkdir()  # not mkdtemp: its folders are private, and an export is an ordinary folder
+    old = None
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb+") as f:
+                    os.fsync(f.fileno())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old)  # onto an empty folder: allowed, and atomic
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_folder(folder):

@@ -10,7 +10,6 @@ The sets are made from MNIST's test digits with fixed seeds and cached beside th
 """
 
 import dataclasses
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from imgcls.errors import ImgclsError
 from imgcls.predict import predict_files
 from imgcls.robustness.capture import write_captured_set
 from imgcls.robustness.corruptions import CORRUPTIONS, mnist_c
-from imgcls.runs import atomic_path
+from imgcls.runs import atomic_folder, atomic_path
 from imgcls.saving import load_model, resolve_model_path
 
 SEED = 0
@@ -49,10 +48,8 @@ def captured_folder(x_test, y_test, seed=SEED, count=CAPTURED):
     """A folder of `count` captured pictures, <label>/<index>.jpg, made once and cached whole."""
     folder = cache_dir() / "robustness" / f"captured-seed{seed}-{count}"
     if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".captured-", dir=folder.parent))
-        write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
-        os.replace(scratch, folder)  # the whole set appears at once, or not at all
+        with atomic_folder(folder) as scratch:  # the whole set appears at once, or not at all
+            write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
     return folder
 
 

@@ -10,14 +10,11 @@ Keras and TensorFlow are imported inside the functions that use them: importing 
 also importing `imgcls.export.runtimes`, which must load without them.
 """
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
-import secrets
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ import numpy as np
 
 from imgcls.errors import ImgclsError, InvalidValue, unknown
 from imgcls.export import runtimes
-from imgcls.runs import atomic_path, read_metrics, write_json, write_text
+from imgcls.runs import atomic_folder, atomic_path, read_metrics, write_json, write_text
 
 FORMATS = {"onnx": "model.onnx", "litert": "model.tflite", "saved_model": "saved_model"}
 QUANTIZED = {("litert", "int8"): "model_int8.tflite"}
@@ -158,31 +155,6 @@ def write_model(model, fmt, target, calibration=None):
             tensorflow.export_onnx(model, tmp)
         else:
             tensorflow.export_litert(model, tmp, calibration)
-
-
-@contextlib.contextmanager
-def atomic_folder(path):
-    """Yield a new empty sibling of folder `path`; if the block succeeds, flush its files and rename
-    it onto `path` (an old folder is renamed away first, then removed), else remove it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
-    tmp.mkdir()  # not mkdtemp: its folders are private, and an export is an ordinary folder
-    old = None
-    try:
-        yield tmp
-        for file in tmp.rglob("*"):
-            if file.is_file():
-                with open(file, "rb+") as f:
-                    os.fsync(f.fileno())
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old)  # onto an empty folder: allowed, and atomic
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256(path):
