@@ -1,10 +1,15 @@
 """The benchmark's measuring pieces: accuracy checks at fixed points with the clock stopped,
 FLOP counts, and the summary line scripts read. (Timings themselves are reported, never asserted.)"""
 
+import math
+
 import numpy as np
 import pytest
 
+import imgcls.export
 from imgcls.bench import run_bench, summary_line
+from imgcls.bench.export import export_line, measure, print_export
+from imgcls.bench.load import untrained_model
 from imgcls.bench.speed import TimeToAccuracy, forward_flops, speedup
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
@@ -69,3 +74,32 @@ def test_summary_line_is_the_last_word():
 def test_unknown_part_is_refused():
     with pytest.raises(ImgclsError, match="unknown bench part"):
         run_bench(["mnist", "speed"])
+
+
+def test_export_part_measures_every_file_and_a_service(mnist, tmp_path, monkeypatch, capsys):
+    """An untrained cnn2 through the export part's pieces, on 64 test images with short timing windows
+    and one ONNX service: every file's size and speed at batch 1 and 256, the service's start-up
+    time and memory, and the line scripts read."""
+    monkeypatch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
+    result = measure(untrained_model(tmp_path), tmp_path / "export", runtimes=("onnx",), starts=1, check_images=64)
+    files = result["files"]
+    assert list(files) == ["keras", "onnx", "litert", "litert_int8"]
+    assert [r["file"] for r in files.values()] == ["model.keras", "model.onnx", "model.tflite", "model_int8.tflite"]
+    for record in files.values():
+        assert record["bytes"] > 0 and record["check_images"] == 64 and 0 <= record["accuracy"] <= 1
+        assert set(record["images_per_second"]) == {"1", "256"}
+        assert all(math.isfinite(rate) and rate > 0 for rate in record["images_per_second"].values())
+    assert files["onnx"]["agreement"] == 1.0  # float32 all the way: the same classes as Keras
+    assert files["litert_int8"]["bytes"] < files["litert"]["bytes"] / 3  # int8 weights: a quarter of float32
+    assert files["keras"]["images_per_second"]["1"] == max(
+        files[name]["keras_images_per_second"]["1"] for name in ("onnx", "litert", "litert_int8"))
+    serve = result["serve"]["onnx"]
+    assert len(serve["starts"]) == 1 and 0 < serve["start_seconds"] < math.inf and serve["rss_mib"] > 10
+
+    line = export_line(result)
+    figures = dict(pair.split("=") for pair in line.removeprefix("export ").split())
+    assert line.startswith("export ") and {"keras_b1", "litert_int8_b256", "serve_start_onnx_s",
+                                           "serve_rss_onnx_mib"} <= set(figures)
+    assert all(float(value) > 0 for value in figures.values())
+    print_export({"measured": "untrained cnn2", **result})
+    assert "model_int8.tflite" in capsys.readouterr().out
