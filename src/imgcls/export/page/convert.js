@@ -110,6 +110,9 @@ const imgclsConvert = (() => {
     return verticalFirst ? horizontal(vertical(src)) : vertical(horizontal(src));
   }
 
+  const scaled = (img, scale, filterName) => // sides rounded as Python rounds them, never below one pixel
+    resize(img, Math.max(1, pyRound(img.width * scale)), Math.max(1, pyRound(img.height * scale)), filterName);
+
   function bbox(mask, width, height) { // Image.getbbox: [left, top, right, bottom], or null
     let left = width, top = height, right = -1, bottom = -1;
     for (let y = 0; y < height; y++) {
@@ -125,8 +128,8 @@ const imgclsConvert = (() => {
     return right < 0 ? null : [left, top, right + 1, bottom + 1];
   }
 
-  function crop(values, width, [top, bottom, left, right], Type = values.constructor) {
-    const out = new Type((bottom - top) * (right - left));
+  function crop(values, width, [top, bottom, left, right]) {
+    const out = new values.constructor((bottom - top) * (right - left));
     for (let y = top; y < bottom; y++) {
       for (let x = left; x < right; x++) out[(y - top) * (right - left) + x - left] = values[y * width + x];
     }
@@ -136,8 +139,8 @@ const imgclsConvert = (() => {
   // ---- scipy.ndimage ----
 
   function minMaxFilter(values, width, height, size, origin, isMax) {
-    // grey erosion (min) or dilation (max) by a size x size square: separable, rows then columns; the
-    // 'reflect' border only repeats values inside the window, so the window is cut at the edges
+    // grey erosion (min) or dilation (max) by a size x size square, one axis at a time; the 'reflect'
+    // border only repeats values inside the window, so the window is cut at the edges
     const before = (size >> 1) + origin, after = size - (size >> 1) - 1 - origin;
     let current = values;
     for (const [n, lines, step, lineStep] of [[height, width, width, 1], [width, height, 1, width]]) {
@@ -211,7 +214,11 @@ const imgclsConvert = (() => {
           if (yy < 0 || xx < 0 || xx >= width || !labels[yy * width + xx]) continue;
           const other = find(labels[yy * width + xx]);
           if (!root) root = other;
-          else if (other !== root) { const [lo, hi] = root < other ? [root, other] : [other, root]; parent[hi] = lo; root = lo; }
+          else if (other !== root) {
+            const [low, high] = root < other ? [root, other] : [other, root];
+            parent[high] = low;
+            root = low;
+          }
         }
         if (!root) { root = parent.length; parent.push(root); }
         labels[i] = root;
@@ -319,11 +326,8 @@ const imgclsConvert = (() => {
   // ---- imgcls.digits ----
 
   function working(grey) { // _working: at most WORK pixels on the long side (BOX), as float32
-    let img = grey;
-    if (Math.max(img.width, img.height) > WORK) {
-      const scale = WORK / Math.max(img.width, img.height);
-      img = resize(img, Math.max(1, pyRound(img.width * scale)), Math.max(1, pyRound(img.height * scale)), "box");
-    }
+    const long = Math.max(grey.width, grey.height);
+    const img = long > WORK ? scaled(grey, WORK / long, "box") : grey;
     return image(img.width, img.height, 1, Float32Array.from(img.data));
   }
 
@@ -355,7 +359,9 @@ const imgclsConvert = (() => {
   function threshold(ink) { // _threshold: the stroke level, or null for a blank picture
     const { width, height, data } = ink, steps = [];
     if (width > 1) {
-      for (let y = 0; y < height; y++) for (let x = 0; x + 1 < width; x++) steps.push(Math.abs(f32(data[y * width + x + 1] - data[y * width + x])));
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x + 1 < width; x++) steps.push(Math.abs(f32(data[y * width + x + 1] - data[y * width + x])));
+      }
     } else {
       for (let y = 0; y + 1 < height; y++) steps.push(Math.abs(f32(data[y + 1] - data[y])));
     }
@@ -365,7 +371,8 @@ const imgclsConvert = (() => {
     const paper = data.filter((v) => v <= otsu);
     const level = median32(paper);
     const spread = f32(f32(1.4826) * median32(paper.map((v) => Math.abs(f32(v - level)))));
-    const candidates = [otsu, f32(f32(0.2) * percentile(data, 99.9)), 3 * noise, f32(level + f32(PAPER_SPREAD * spread))];
+    const candidates = [otsu, f32(f32(0.2) * percentile(data, 99.9)), 3 * noise,
+                        f32(level + f32(PAPER_SPREAD * spread))];
     return candidates.reduce((a, b) => (b > a ? b : a)); // Python's max keeps the first of equals
   }
 
@@ -512,8 +519,7 @@ const imgclsConvert = (() => {
     let ink = flatten(lightInk(work));
     const level = threshold(ink);
     if (level === null) return null;
-    let mask = ink.data.map((v) => (v > level ? 1 : 0));
-    mask = Uint8Array.from(mask);
+    let mask = Uint8Array.from(ink.data, (v) => (v > level ? 1 : 0));
     [mask, ink] = dropLines(mask, ink, level);
     mask = digit(mask, width, height);
     const box = bbox(mask, width, height);
@@ -527,7 +533,9 @@ const imgclsConvert = (() => {
   function strokeNormalised(ink, mask, [top, bottom, left, right], scale) { // _stroke_normalised
     const { width, height } = ink, w = right - left, h = bottom - top;
     const padded = new Uint8Array((w + 2) * (h + 2));
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) padded[(y + 1) * (w + 2) + x + 1] = mask[(y + top) * width + x + left];
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) padded[(y + 1) * (w + 2) + x + 1] = mask[(y + top) * width + x + left];
+    }
     const distance = distanceTransform(padded, w + 2, h + 2);
     let total = 0, n = 0;
     padded.forEach((m, i) => { if (m) { total += distance[i]; n++; } });
@@ -536,7 +544,7 @@ const imgclsConvert = (() => {
     let radius = 0;
     if (stroke > high * target) radius = -pyRound((stroke - high * target) / 2);
     else if (stroke < low * target) radius = pyRound((low * target - stroke) / 2);
-    if (radius === 0 || scale >= 1) return crop(ink.data, width, [top, bottom, left, right], Float32Array);
+    if (radius === 0 || scale >= 1) return crop(ink.data, width, [top, bottom, left, right]);
     const r = Math.abs(radius), out = new Float32Array(w * h);
     const y0 = Math.max(top - r, 0), x0 = Math.max(left - r, 0);
     const y1 = Math.min(bottom + r, height), x1 = Math.min(right + r, width);
@@ -571,7 +579,7 @@ const imgclsConvert = (() => {
     const scale = pyRound(Math.min(outH, outW) * 20 / 28) / Math.max(bottom - top, right - left);
     const piece = strokeNormalised(ink, mask, [top, bottom, left, right], scale);
     const w = right - left, h = bottom - top;
-    const small = resize(image(w, h, 1, piece), Math.max(1, pyRound(w * scale)), Math.max(1, pyRound(h * scale)), "bilinear");
+    const small = scaled(image(w, h, 1, piece), scale, "bilinear");
     const pixels = Uint8Array.from(small.data, (v) => Math.trunc(f32(f32(clip(v, 0, 1) * 255) + 0.5)));
     let total = 0, sy = 0, sx = 0;
     pixels.forEach((v, i) => { total += v; sy += Math.floor(i / small.width) * v; sx += (i % small.width) * v; });
@@ -609,7 +617,7 @@ const imgclsConvert = (() => {
     const [left, top, right, bottom] = found, w = right - left, h = bottom - top;
     const scale = box / Math.max(h, w);
     const piece = crop(Uint8Array.from(data, Math.trunc), width, [top, bottom, left, right]);
-    const small = resize(image(w, h, 1, piece), Math.max(1, pyRound(w * scale)), Math.max(1, pyRound(h * scale)), "bilinear");
+    const small = scaled(image(w, h, 1, piece), scale, "bilinear");
     const row = clip(pyRound((outH - 1) / 2 - (small.height - 1) / 2), 0, outH - small.height);
     const col = clip(pyRound((outW - 1) / 2 - (small.width - 1) / 2), 0, outW - small.width);
     return paste(frame, outW, small.data, small.width, small.height, row, col);
@@ -658,13 +666,12 @@ const imgclsConvert = (() => {
     if (channels === 1) picture = toGrey(picture);
     if (style === "plain") return resize(picture, outW, outH, "bilinear").data;
     if (Math.max(picture.width, picture.height) > WORKING_SIZE) {
-      const scale = WORKING_SIZE / Math.max(picture.width, picture.height);
-      picture = resize(picture, Math.max(1, pyRound(picture.width * scale)), Math.max(1, pyRound(picture.height * scale)), "bilinear");
+      picture = scaled(picture, WORKING_SIZE / Math.max(picture.width, picture.height), "bilinear");
     }
     if (style === "digits") return toMnist(picture, outH, outW);
     const grey = lightOnDark(image(picture.width, picture.height, 1, Float32Array.from(picture.data)));
     return placeInk(grey, outH, outW, Math.min(outH, outW));
   }
 
-  return { toModelInput, STYLES: ["digits", "objects", "plain"] };
+  return { toModelInput };
 })();
