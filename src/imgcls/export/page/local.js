@@ -47,19 +47,16 @@ window.imgclsBackend = (() => {
     return context.getImageData(0, 0, canvas.width, canvas.height);
   }
 
-  async function modelInput(blob) {
-    return imgclsConvert.toModelInput(await pixels(blob), info.input_shape, info.preprocessing);
-  }
-
   return {
     async model() {
       await session;
       return info;
     },
-    modelInput,
+    pixels,
     async predict(blob) {
       const model = await session;
-      const input = new ort.Tensor("uint8", await modelInput(blob), [1, ...info.input_shape]);
+      const converted = imgclsConvert.toModelInput(await pixels(blob), info.input_shape, info.preprocessing);
+      const input = new ort.Tensor("uint8", converted, [1, ...info.input_shape]);
       const probs = (await model.run({ [model.inputNames[0]]: input }))[model.outputNames[0]].data;
       const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]).slice(0, TOP);
       return { top: order.map((i) => ({ class: info.classes[i], probability: probs[i] })) };
