@@ -57,7 +57,8 @@ def runtime_files(progress=True) -> Path:
         try:
             dist = source.load(scratch, progress)
         except ImgclsError as e:
-            raise ImgclsError(f"cannot fetch {ORT_WEB} for the web page: {e}") from None
+            raise ImgclsError(f"cannot fetch {ORT_WEB} for the web page (it comes once from the npm registry: "
+                              f"check the connection and npm): {e}") from None
         with atomic_folder(folder) as tmp:
             for name in ORT_FILES:
                 shutil.copyfile(dist / name, tmp / name)
