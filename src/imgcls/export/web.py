@@ -22,7 +22,7 @@ from imgcls.errors import ImgclsError
 from imgcls.runs import atomic_folder
 
 ORT_WEB = "onnxruntime-web@1.30.0"  # npm's latest release (September 2026)
-# The runtime files the page needs (the WebAssembly-only build, single-threaded), from the package's dist/
+# The runtime files the page needs, from the package's dist/: the WebAssembly-only build (run on one thread)
 ORT_FILES = {
     "ort.wasm.min.js": "sha256:faece07e84faa9001f5104bbe4e5c70861d06cb2376a0dea1fa0ad33a67adc81",
     "ort-wasm-simd-threaded.mjs": "sha256:e13f7f94fc51b4ca72b12faeb1ee95f4ace6dfbc8939bc718aabdc0a27c4299b",
