@@ -151,3 +151,26 @@ def test_find_ink_gives_the_digit_alone(digits):
     assert ink.dtype == np.float32 and 0 <= ink.min() and ink.max() == 255
     assert mask.shape == ink.shape and mask.any()
     assert not ink[~ndimage.binary_dilation(mask)].any()  # nothing away from the digit
+
+
+def test_tight_crops_of_bold_digits(mnist):
+    """A scan cropped to the digit (dark on white, no margin): the frame's border shows the paper
+    even where a bold digit covers most of the picture. The photo path read such crops inverted."""
+    scores = []
+    for digit in mnist.x_test[:40]:
+        rows, cols = np.nonzero(digit > 30)
+        crop = 255 - digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        picture = np.asarray(Image.fromarray(crop).resize((crop.shape[1] * 4, crop.shape[0] * 4), Image.Resampling.BICUBIC))
+        scores.append(correlation(to_mnist(picture), to_mnist(digit)))
+    assert np.median(scores) > 0.9 and np.mean(np.array(scores) < 0.8) <= 0.05
+
+
+def test_broken_table_edge_is_not_part_of_the_digit(digits):
+    """A textured table beyond the paper breaks into pieces each too small to be a page edge."""
+    paper = on_paper(digits[6], np.random.default_rng(6), at=(8, 70))
+    picture = paper.copy()
+    for left in range(0, picture.shape[1], 26):  # 20-px pieces, 6-px gaps: each touches 8% of the top
+        picture[:14, left:left + 20] = 50
+    frame, without = to_mnist(picture), to_mnist(paper)
+    shifted = [np.roll(frame, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    assert max(correlation(s, without) for s in shifted) > 0.95  # the same digit, give or take a pixel

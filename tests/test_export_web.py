@@ -167,11 +167,18 @@ def pictures(mnist):
     touching = Image.new("L", (160, 140), 255)
     touching.paste(digit, (-10, 30))  # cut by the left edge
     big = Image.open(io.BytesIO(capture_jpeg(mnist.x_test[4], np.random.default_rng(4)))).resize((1400, 1200))
+    rows, cols = np.nonzero(mnist.x_test[3] > 30)  # a bold 0 cropped to its strokes: a uniform page
+    tight = ImageOps.invert(Image.fromarray(mnist.x_test[3][rows.min():rows.max() + 1, cols.min():cols.max() + 1]))
+    table = np.asarray(ruled_page(mnist.x_test[6])).copy()
+    for left in range(0, table.shape[1], 26):  # a broken table edge along the top
+        table[:12, left:left + 20] = 50
     return {**{f"photo {i}.jpg": capture_jpeg(mnist.x_test[10 + i], np.random.default_rng([7, i])) for i in range(6)},
             "drawing.png": encoded(Image.fromarray(render_strokes(strokes, pen))),
             "touching the edge.png": encoded(touching),
             "ruled page.png": encoded(ruled_page(mnist.x_test[5])),
             "blank.png": encoded(Image.new("L", (90, 120), 200)),
+            "tight crop.png": encoded(tight.resize((tight.width * 4, tight.height * 4), Image.Resampling.BICUBIC)),
+            "table edge.png": encoded(Image.fromarray(table)),
             "over 1024 px.jpg": encoded(big, "JPEG", quality=90)}
 
 

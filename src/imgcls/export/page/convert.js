@@ -14,6 +14,7 @@ const imgclsConvert = (() => {
   const WORKING_SIZE = 1024, WORK = 160, OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
   const PAPER_SPREAD = 5, LINE_SPAN = 0.6, LINE_THICKNESS = 0.04, THIN = 0.06, HUG = [0.3, 0.35];
   const SPECK = 0.05, GAP = 0.3, GROW = 0.1, MNIST_STROKE = 2.3, STROKE_BAND = [0.9, 1.1];
+  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51;
 
   // ---- numbers as Python, numpy and Pillow make them ----
 
@@ -331,6 +332,22 @@ const imgclsConvert = (() => {
     return image(img.width, img.height, 1, Float32Array.from(img.data));
   }
 
+  function cleanPage(grey) { // _clean_page: [ink, mask] on a uniform page, or null for a photo
+    const { width, height, data } = grey;
+    if (maximum(data) - data.reduce((a, b) => (b < a ? b : a)) < MIN_CONTRAST) return null;
+    const otsu = thresholdOtsu(data);
+    const darkInk = median32(border(data, width, height)) > otsu;
+    const paper = data.filter((v) => (darkInk ? v > otsu : v <= otsu));
+    const strokes = data.filter((v) => (darkInk ? v <= otsu : v > otsu));
+    const level = median32(paper);
+    const spread = f32(f32(1.4826) * median32(paper.map((v) => Math.abs(f32(v - level)))));
+    if (spread >= f32(f32(UNIFORM) * Math.abs(f32(level - median32(strokes))))) return null;
+    const raw = data.map((v) => Math.max(0, f32(darkInk ? level - v : v - level)));
+    const scale = f32(255 / maximum(raw));
+    const ink = raw.map((v) => f32(v * scale));
+    return [image(width, height, 1, ink), digit(Uint8Array.from(ink, (v) => (v > CLEAN_INK ? 1 : 0)), width, height)];
+  }
+
   function lightInk(grey) { // _light_ink
     const level = median32(grey.data);
     const low = percentile(grey.data, 1, false), high = percentile(grey.data, 99, false);
@@ -471,6 +488,10 @@ const imgclsConvert = (() => {
       const tall = bottom[i] - top[i], wide = right[i] - left[i];
       const span = Math.max(tall / height, wide / width);
       notDigit[i] = span >= 0.7 && area[i] < THIN * Math.max(tall, wide) ** 2 ? 1 : 0;
+      if ((top[i] === 0 && bottom[i] <= EDGE * height) || (bottom[i] === height && top[i] >= (1 - EDGE) * height)
+          || (left[i] === 0 && right[i] <= EDGE * width) || (right[i] === width && left[i] >= (1 - EDGE) * width)) {
+        notDigit[i] = 1;
+      }
     }
     for (const [side, length, horizontal] of sides) { // depth: away from that side; reach: along it
       const share = contact(side, length);
@@ -516,17 +537,20 @@ const imgclsConvert = (() => {
   function findInk(grey) { // find_ink: [ink, mask] at the working size, or null for a blank picture
     const work = working(grey);
     const { width, height } = work;
+    const page = cleanPage(work);
+    if (page) return page;
     let ink = flatten(lightInk(work));
     const level = threshold(ink);
     if (level === null) return null;
-    let mask = Uint8Array.from(ink.data, (v) => (v > level ? 1 : 0));
-    [mask, ink] = dropLines(mask, ink, level);
-    mask = digit(mask, width, height);
+    let strong = Uint8Array.from(ink.data, (v) => (v > level ? 1 : 0));
+    [strong, ink] = dropLines(strong, ink, level);
+    let mask = digit(strong, width, height);
     const box = bbox(mask, width, height);
     const side = box && Math.max(box[2] - box[0], box[3] - box[1]);
     if (!box || side < MIN_DIGIT * Math.max(width, height)) return null;
     const steps = Math.max(1, pyRound(GROW * side));
-    mask = binaryDilation(mask, width, height, steps, ink.data.map((v) => (v > level / 2 ? 1 : 0)));
+    const grow = ink.data.map((v, i) => (v > level / 2 && !(strong[i] && !mask[i]) ? 1 : 0)); // not into left-out ink
+    mask = binaryDilation(mask, width, height, steps, grow);
     return [image(width, height, 1, tone(ink.data, mask, width, height)), mask];
   }
 
