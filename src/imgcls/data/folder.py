@@ -153,6 +153,9 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
                 for key in groups[split].get(name, [])[:max_per_class]] for split in ("train", "test")]
     if not samples[1]:
         raise ImgclsError(f"{where} leaves no test images; add images to each class or a test/ folder")
+    # training images in a random (seeded) order, not class by class: a validation split held out
+    # from the end, as Keras's is, then holds every class, not the last class alone
+    samples[0] = [samples[0][i] for i in np.random.default_rng(seed).permutation(len(samples[0]))]
     keys = [key for key, _ in samples[0] + samples[1]]
     sizes, modes = zip(*_probe(files, keys, where, progress))
     if image_size is None:
