@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
+from imgcls.bench.stream import bench_stream, print_stream
 from imgcls.bench.wild import bench_wild, print_wild, wild_line
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
@@ -48,6 +49,7 @@ PARTS = {
     "inference": _inference,
     "efficiency": lambda options: peak_gflops(),
     "wild": bench_wild,
+    "stream": bench_stream,
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 
@@ -66,6 +68,8 @@ def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
     print_table(results)
     if "wild" in results:
         print_wild(results["wild"])
+    if "stream" in results:
+        print_stream(results["stream"])
     print(f"Results: {path}")
     if set(parts) & set(SPEED_PARTS):
         print(summary_line(results))
