@@ -17,13 +17,6 @@ from imgcls.data.lazy import DecodedFile, ImageFiles
 from imgcls.errors import ImgclsError
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A private cache, so tests never see or touch the user's."""
-    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def make_folder(root, count, side, classes=3, seed=0, formats=("jpg", "png", "png")):
     """`count` photos of `classes` colours with noise, in `formats` by turns, some of another size
     (resized when read), in root/<class>/: what a real folder holds."""
