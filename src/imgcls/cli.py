@@ -59,6 +59,8 @@ def build_parser():
                                                           "converted as predict converts them")
     evaluate.add_argument("--no-preprocess", action="store_true", help="as for predict (with --images)")
     evaluate.add_argument("--out", help="folder for metrics and plots (default: <model folder>/eval-<name>)")
+    evaluate.add_argument("--cache-mode", default="auto", help="as for train: where a folder's decoded images are kept")
+    evaluate.add_argument("--memory-budget", type=float, help="as for train: MB of decoded images held in memory")
 
     predict = commands.add_parser("predict", help="classify image files, folders of images or glob patterns")
     predict.add_argument("model", metavar="MODEL_OR_RUN")
@@ -106,8 +108,7 @@ def build_parser():
     commands.add_parser("models", help="list the model presets")
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
-    bench.add_argument("--only", help="comma-separated parts: mnist, best, fashion, cifar10, inference, "
-                                      "efficiency, wild, export (default: all)")
+    bench.add_argument("--only", help="comma-separated parts (default: all); an unknown name lists them")
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 part")
     bench.add_argument("--run", metavar="RUN", help="for the wild and export parts: measure this run folder or model "
                                                     "file instead of training recipes")
@@ -155,7 +156,8 @@ def cmd_evaluate(args):
     if args.images and args.dataset:
         raise ImgclsError("give --images or --dataset, not both")
     folder, metrics = evaluate_saved(args.model, dataset=args.dataset, data_dir=args.data_dir, out=args.out,
-                                     images=args.images, preprocess=not args.no_preprocess)
+                                     images=args.images, preprocess=not args.no_preprocess,
+                                     cache_mode=args.cache_mode, memory_budget=args.memory_budget)
     print(f"Results: {folder}")
     print(f"Test accuracy: {metrics['test_accuracy']:.2%}")
 

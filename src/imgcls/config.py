@@ -45,6 +45,12 @@ class TrainConfig:
     seed: int = option(0, "random seed for weights, shuffling and augmentation")
     out: str | None = option(None, "run folder (default runs/<dataset>-<model>-<timestamp>)")
     data_dir: str | None = option(None, "local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
+    cache_mode: str = option("auto", "where a folder dataset's decoded images are kept: memory; disk (decoded "
+                                     "once into the cache, read a batch at a time); stream (decoded from the "
+                                     "files a batch at a time); auto: memory within the memory budget, else "
+                                     "disk, else stream")
+    memory_budget: float | None = option(None, "MB of decoded images a folder dataset may hold in memory in auto "
+                                               "cache mode (default: a quarter of the machine's memory)")
 
     def validate(self):
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
@@ -61,15 +67,18 @@ class TrainConfig:
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
+            ("memory_budget", self.memory_budget is None or 0 < self.memory_budget < float("inf"),
+             "must be a positive number of MB"),
         ]
         for key, ok, rule in checks:
             if not ok:
                 raise InvalidValue(key, f"{rule}, got {getattr(self, key)!r}")
         from imgcls.augment import POLICIES  # here: these import Keras, which reading a config must not need
+        from imgcls.data.folder import CACHE_MODES
         from imgcls.models import model_spec
 
         model_spec(self.model)
-        for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
+        for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("cache_mode", CACHE_MODES)):
             if getattr(self, key) not in valid:
                 raise unknown(key, getattr(self, key), valid)
         if self.augment and not set(self.augment.split(",")) <= set(POLICIES):

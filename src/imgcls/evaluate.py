@@ -6,8 +6,10 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
 from imgcls import reports
+from imgcls.batches import Batches
 from imgcls.data import Dataset, load_dataset
 from imgcls.data.console import say
+from imgcls.data.lazy import LazyImages
 from imgcls.errors import ImgclsError
 from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
 from imgcls.predict import style_for
@@ -15,9 +17,12 @@ from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
 
 
-def predict_proba(model, x, batch_size=512):
-    """Class probabilities for a batch of raw pixels; quiet, since callers show their own progress."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+def predict_proba(model, x, batch_size=512, mirror=False):
+    """Class probabilities for raw pixels, or for their mirror images; quiet, since callers show
+    their own progress. Lazy images (a folder too big for memory) are read a batch at a time."""
+    if isinstance(x, LazyImages):  # smaller batches: the read-ahead queue holds several
+        return np.asarray(model.predict(Batches(x, batch_size=64, mirror=mirror), verbose=0))
+    return np.asarray(model.predict(np.asarray(x)[:, :, ::-1] if mirror else x, batch_size=batch_size, verbose=0))
 
 
 def evaluate(model, x, y, class_names, batch_size=512, tta=False):
@@ -30,7 +35,7 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
     probs = predict_proba(model, x, batch_size)
     extra = {}
     if tta:
-        mirrored = (probs + predict_proba(model, np.asarray(x)[:, :, ::-1], batch_size)) / 2
+        mirrored = (probs + predict_proba(model, x, batch_size, mirror=True)) / 2
         extra["test_accuracy_tta"] = round(float(np.mean(mirrored.argmax(axis=1) == y)), 6)
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
@@ -51,10 +56,12 @@ def evaluate(model, x, y, class_names, batch_size=512, tta=False):
     return metrics, probs
 
 
-def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=None, preprocess=True):
+def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=None, preprocess=True,
+                   cache_mode="auto", memory_budget=None):
     """Evaluate a saved model on the test split of `dataset` (default: the one it was trained on), or
     on a labelled folder of real pictures, `images`/<class>/*, converted as `imgcls predict` does;
     writes metrics.json, the plots and report.md to `out` (default <model folder>/eval-<name>).
+    A folder dataset is read as cache_mode and memory_budget say (see load_folder).
     Returns (folder, metrics)."""
     model, metadata, path = load_model(model_or_run)
     if images:
@@ -63,7 +70,7 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
         name = dataset or metadata.get("dataset")
         if not name:
             raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
-        data = dataset_for(model, name, data_dir)
+        data = dataset_for(model, name, data_dir, cache_mode=cache_mode, memory_budget=memory_budget)
     metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names)
     metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
                **metrics, **environment()}
@@ -73,13 +80,14 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
     return folder, metrics
 
 
-def dataset_for(model, name, data_dir=None):
+def dataset_for(model, name, data_dir=None, **folder_options):
     """Dataset `name` as `model` takes it: a folder's pictures converted to the model's input size
-    and colours, whatever their own; an ImgclsError when its classes do not match the model's."""
+    and colours, whatever their own, and kept as `folder_options` (cache_mode, memory_budget) say;
+    an ImgclsError when its classes do not match the model's."""
     shape = tuple(model.input_shape[1:])
     options = {"image_size": shape[:2], "color_mode": "rgb" if shape[-1:] == (3,) else "grayscale"} \
         if name.startswith("folder:") else {}
-    data = load_dataset(name, data_dir=data_dir, **options)
+    data = load_dataset(name, data_dir=data_dir, **options, **folder_options)
     if len(data.class_names) != model.output_shape[-1]:
         raise ImgclsError(f"{data.name} has {len(data.class_names)} classes but the model predicts "
                           f"{model.output_shape[-1]}")

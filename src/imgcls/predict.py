@@ -7,16 +7,18 @@ import csv
 import glob
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from imgcls.data import prediction_style
+from imgcls.data.lazy import THREADS
 from imgcls.errors import ImgclsError, InvalidValue
 from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
 from imgcls.runs import write_text
 
-BATCH_SIZE = 256  # images read, converted and predicted at a time: bounds memory for big folders
+BATCH_SIZE = 256  # images read (by THREADS threads), converted and predicted at a time: bounds memory for big folders
 
 
 def expand_inputs(inputs):
@@ -77,20 +79,23 @@ def predict_files(model, class_names, inputs, top_k=3, *, dataset=None, preproce
     input_shape = tuple(model.input_shape[1:])
     style = style_for(dataset, input_shape, preprocess)
     paths = expand_inputs(inputs)
+
+    def read(result):
+        try:
+            return to_model_input(open_image(result["file"]), input_shape, style)
+        except ImgclsError as e:
+            result["error"] = str(e)
+
     results = []
-    for start in range(0, len(paths), BATCH_SIZE):
-        chunk = [{"file": str(path)} for path in paths[start:start + BATCH_SIZE]]
-        rows = []
-        for result in chunk:
-            try:
-                rows.append(to_model_input(open_image(result["file"]), input_shape, style))
-            except ImgclsError as e:
-                result["error"] = str(e)
-        if rows:
-            readable = [r for r in chunk if "error" not in r]
-            for result, top in zip(readable, predict_arrays(model, class_names, np.stack(rows), top_k)):
-                result["top"] = top
-        results += chunk
+    with ThreadPoolExecutor(THREADS) as pool:
+        for start in range(0, len(paths), BATCH_SIZE):
+            chunk = [{"file": str(path)} for path in paths[start:start + BATCH_SIZE]]
+            rows = [pixels for pixels in pool.map(read, chunk) if pixels is not None]
+            if rows:
+                readable = [r for r in chunk if "error" not in r]
+                for result, top in zip(readable, predict_arrays(model, class_names, np.stack(rows), top_k)):
+                    result["top"] = top
+            results += chunk
     errors = [r["error"] for r in results if "error" in r]
     if len(errors) == len(results):
         raise ImgclsError(errors[0] if len(errors) == 1 else

@@ -16,6 +16,7 @@ from keras import ops
 
 from imgcls import reports
 from imgcls.augment import augmentation
+from imgcls.batches import fit_data
 from imgcls.config import TrainConfig
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
@@ -175,7 +176,8 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
     config.validate()
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress,
+                               cache_mode=config.cache_mode, memory_budget=config.memory_budget)
     folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
     with hold_run_folder(folder, overwrite):
         return _train(config, dataset, folder, progress, callbacks)
@@ -211,8 +213,8 @@ def _train(config, dataset, folder, progress, callbacks):
     start = time.perf_counter()
     try:
         with stop_on_sigterm():
-            trainee.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
-                        validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
+            trainee.fit(**fit_data(x_fit, y_fit, validation, config.batch_size, config.seed), epochs=config.epochs,
+                        callbacks=callbacks, verbose=1 if progress else 0)
     except KeyboardInterrupt:
         interrupted = True
         if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one

@@ -15,6 +15,7 @@ import numpy as np
 
 from imgcls.bench.export import bench_export, export_line, print_export
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
+from imgcls.bench.stream import bench_stream, print_stream
 from imgcls.bench.wild import bench_wild, print_wild, wild_line
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
@@ -50,6 +51,7 @@ PARTS = {
     "efficiency": lambda options: peak_gflops(),
     "wild": bench_wild,
     "export": bench_export,
+    "stream": bench_stream,
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 
@@ -70,6 +72,8 @@ def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
         print_wild(results["wild"])
     if "export" in results:
         print_export(results["export"])
+    if "stream" in results:
+        print_stream(results["stream"])
     print(f"Results: {path}")
     if set(parts) & set(SPEED_PARTS):
         print(summary_line(results))

@@ -19,6 +19,8 @@ __all__ = ["Dataset", "cache_dir", "dataset_recipe", "fetch_dataset", "list_data
 
 @dataclass(eq=False)
 class Dataset:
+    """The images x_* are uint8 arrays, or for a folder too big for memory lazy arrays read a batch
+    at a time (imgcls.data.lazy; imgcls.batches feeds both kinds to Keras)."""
     name: str  # "mnist", "fashion_mnist", "cifar10" or "folder:PATH"
     x_train: np.ndarray = field(repr=False)
     y_train: np.ndarray = field(repr=False)
@@ -39,18 +41,24 @@ def list_datasets() -> dict:
 
 
 def load_dataset(name, *, data_dir=None, image_size=None, color_mode=None, test_fraction=0.2, seed=0,
-                 progress=True) -> Dataset:
+                 progress=True, cache_mode="auto", memory_budget=None) -> Dataset:
     """Load a built-in dataset (fetched and cached on first use) or a folder:PATH of images.
 
     image_size (height, width), color_mode ("grayscale" or "rgb"), test_fraction and seed shape
-    folder datasets; built-in datasets keep their own size, colours and split.
+    folder datasets, and cache_mode and memory_budget (MB) say whether their images are decoded
+    into memory, onto disk or from the files a batch at a time (see load_folder); built-in
+    datasets keep their own size, colours and split, in memory.
     """
     if name.startswith("folder:"):
         path = name[len("folder:"):]
         arrays, class_names = load_folder(path, image_size=image_size, color_mode=color_mode,
-                                          test_fraction=test_fraction, seed=seed, progress=progress)
+                                          test_fraction=test_fraction, seed=seed, progress=progress,
+                                          cache_mode=cache_mode, memory_budget=memory_budget)
         return Dataset(name, *arrays, class_names, source=path)
     name = _canonical(name)
+    check_options(None, None, cache_mode, memory_budget)
+    if cache_mode not in ("auto", "memory"):
+        raise ImgclsError(f"{name} is kept in memory; cache mode {cache_mode} applies only to folder: datasets")
     _, (arrays, class_names, source) = _fetch(name, data_dir, progress)
     _check_native(name, arrays[0], image_size, color_mode)
     return Dataset(name, *arrays, class_names, source)

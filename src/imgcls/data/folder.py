@@ -2,8 +2,13 @@
 stratified test split made here. PATH may also be a .tar(.gz) or .zip archive of such folders."""
 
 import collections
+import contextlib
+import dataclasses
 import hashlib
 import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -12,45 +17,122 @@ from PIL import Image
 from imgcls.data import cache
 from imgcls.data.console import Progress, say
 from imgcls.data.files import as_file, fingerprint, list_files
-from imgcls.errors import ImgclsError
-from imgcls.images import open_image, to_model_input
+from imgcls.data.lazy import THREADS, DecodedFile, ImageFiles
+from imgcls.errors import ImgclsError, InvalidValue, unknown
+from imgcls.runs import atomic_path, write_json
 
 LAYOUT = "PATH/<class>/<image>, or PATH/train/<class>/<image> and PATH/test/<class>/<image>"
+CACHE_MODES = ("auto", "memory", "disk", "stream")
+CHUNK = 256  # images a decoding thread takes at a time
 
 
-def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, seed=0, progress=True):
+@dataclasses.dataclass
+class Plan:
+    """What a folder dataset is, short of its pixels: worked out from the file listing and the
+    images' headers, and cached, so that streaming a big folder starts at once the next time."""
+    class_names: list
+    keys: list  # the training images', then the test images'
+    labels: list
+    train_size: int
+    image_shape: tuple  # (height, width, channels)
+
+    @property
+    def decoded_bytes(self):
+        return len(self.keys) * int(np.prod(self.image_shape))
+
+    def split(self, x):
+        """((x_train, y_train, x_test, y_test), class_names) for all the images `x`, in plan order."""
+        y = np.array(self.labels, np.min_scalar_type(len(self.class_names) - 1))
+        n = self.train_size
+        return (x[:n], y[:n], x[n:], y[n:]), self.class_names
+
+
+def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, seed=0, progress=True,
+                cache_mode="auto", memory_budget=None):
     """((x_train, y_train, x_test, y_test), class_names) of an image folder.
 
-    Decoding tens of thousands of images takes far longer than reading arrays back, so the
-    result is cached, keyed by the folder, its file listing (names, sizes, times) and the options.
+    `cache_mode` says where the decoded images are kept: "memory" (arrays), "disk" (decoded once
+    into a file in the cache, read a batch at a time), "stream" (decoded from the image files a
+    batch at a time), or "auto": memory when they fit `memory_budget` MB (default: see
+    default_memory_budget), else disk when the cache's drive has twice their size free, else
+    stream. Disk and stream give lazy arrays (imgcls.data.lazy) holding the same pixels.
+
+    Decoding tens of thousands of images takes far longer than reading arrays back, so the plan
+    and the decoded arrays are cached, keyed by the folder, its file listing (names, sizes, times)
+    and the options; a change to the folder's files makes them stale, and they are removed.
     """
     if not str(path).strip():
         raise ImgclsError(f"folder: needs a path, e.g. folder:./my_images ({LAYOUT})")
     root = Path(path).expanduser().resolve()
     if not root.exists():
         raise ImgclsError(f"folder dataset {path} does not exist; expected {LAYOUT}")
-    image_size = check_options(image_size, color_mode)
+    image_size = check_options(image_size, color_mode, cache_mode, memory_budget)
     say(f"listing {root}...", progress)
     files = list_files(root)
     folder_key = hashlib.sha256(str(root).encode()).hexdigest()[:8]
-    options = [str(root), fingerprint(root, files), image_size, color_mode, test_fraction, seed]
-    cache_file = (cache.cache_dir() / "folders" /
-                  f"{root.name}-{folder_key}-{hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]}.npz")
-    cached = cache.load(cache_file)
+    listing = fingerprint(root, files)
+    options = [str(root), listing, image_size, color_mode, test_fraction, seed]
+    folders = cache.cache_dir() / "folders"
+    stem = f"{root.name}-{folder_key}-{listing[:8]}-{hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]}"
+    for stale in folders.glob(f"{root.name}-{folder_key}-*"):  # caches of earlier versions of the folder
+        if not stale.name.startswith(f"{root.name}-{folder_key}-{listing[:8]}-"):
+            cache.remove(stale)
+    plan = _read_plan(folders / f"{stem}.json")
+    if plan is None:
+        plan = plan_folder(files, root, image_size=image_size, color_mode=color_mode,
+                           test_fraction=test_fraction, seed=seed, progress=progress)
+        write_json(folders / f"{stem}.json", dataclasses.asdict(plan))
+    decoded = folders / f"{stem}.npy"
+    mode = cache_mode if cache_mode != "auto" else _auto_mode(plan, root, decoded, memory_budget, progress)
+    images = ImageFiles(files, plan.keys, root, plan.image_shape)
+    if mode == "stream":
+        return plan.split(images)
+    if mode == "disk":
+        return plan.split(_decoded_file(decoded, images, progress))
+    cached = cache.load(folders / f"{stem}.npz")
     if cached:
         return cached[:2]
-    arrays, class_names = read_image_folders(files, root, image_size=image_size, color_mode=color_mode,
-                                             test_fraction=test_fraction, seed=seed, progress=progress)
-    cache.save(cache_file, arrays, class_names, str(root))
-    for stale in cache_file.parent.glob(f"{root.name}-{folder_key}-*.npz"):  # earlier versions of the folder
-        if stale != cache_file:
-            cache.remove(stale)
+    arrays, class_names = plan.split(decode_all(images, progress))
+    cache.save(folders / f"{stem}.npz", arrays, class_names, str(root))
     return arrays, class_names
 
 
-def read_image_folders(files, where, *, image_size=None, color_mode=None, test_fraction=0.2, seed=0,
-                       progress=True, max_per_class=None):
-    """((x_train, y_train, x_test, y_test), class_names) from list_files() output.
+def default_memory_budget():
+    """A quarter of this machine's memory, or of its container's limit, in MB: training needs room
+    beside the images for the framework, the model, and the copy Keras makes of arrays it is given."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):  # cgroup v2, then v1; "max" or absent: no limit
+        memory = min(memory, int(Path("/sys/fs/cgroup/memory.max").read_text()))
+    with contextlib.suppress(OSError, ValueError):
+        memory = min(memory, int(Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").read_text()))
+    return memory / 4 / 1e6
+
+
+def _auto_mode(plan, root, decoded, memory_budget, progress):
+    """memory when the decoded images fit the budget, else disk when they are already in the cache
+    (`decoded`) or it has room for them, else stream."""
+    budget = memory_budget or default_memory_budget()
+    size = plan.decoded_bytes
+    if size <= budget * 1e6:
+        return "memory"
+    if decoded.exists():
+        mode, how = "disk", "reading their decoded copy in the cache a batch at a time (cache mode disk)"
+    elif 2 * size <= shutil.disk_usage(decoded.parent).free:
+        mode, how = "disk", "decoding them once into the cache, then reading them a batch at a time (cache mode disk)"
+    else:
+        mode, how = "stream", "decoding them a batch at a time (cache mode stream): the cache's drive lacks room for them"
+    say(f"{root}: {len(plan.keys)} images are {_megabytes(size / 1e6)} MB decoded, over the memory budget of "
+        f"{_megabytes(budget)} MB (--memory-budget); {how}", progress)
+    return mode
+
+
+def _megabytes(mb):
+    return f"{mb:,.0f}" if mb >= 10 else f"{mb:.2g}"
+
+
+def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction=0.2, seed=0, progress=True,
+                max_per_class=None):
+    """The Plan of list_files() output: classes, split, labels, and the image size and colours.
 
     test_fraction=None insists on the train/test layout; max_per_class keeps only the first few
     images of each class and split (a quick look at a big dataset).
@@ -71,24 +153,80 @@ def read_image_folders(files, where, *, image_size=None, color_mode=None, test_f
                 for key in groups[split].get(name, [])[:max_per_class]] for split in ("train", "test")]
     if not samples[1]:
         raise ImgclsError(f"{where} leaves no test images; add images to each class or a test/ folder")
+    # training images in a random (seeded) order, not class by class: a validation split held out
+    # from the end, as Keras's is, then holds every class, not the last class alone
+    samples[0] = [samples[0][i] for i in np.random.default_rng(seed).permutation(len(samples[0]))]
     keys = [key for key, _ in samples[0] + samples[1]]
-    sizes, modes = zip(*_probe(files, keys, where))
+    sizes, modes = zip(*_probe(files, keys, where, progress))
     if image_size is None:
         width, height = collections.Counter(sizes).most_common(1)[0][0]
         image_size = (height, width)
     if color_mode is None:
         # as stored: GIF (palette) and WebP images count as colour even when they look grey
         color_mode = "grayscale" if all(Image.getmodebase(m) == "L" for m in modes) else "rgb"
-    x = _decode(files, keys, where, image_size, color_mode, progress)
-    y = np.array([label for _, label in samples[0] + samples[1]], np.min_scalar_type(len(class_names) - 1))
-    n = len(samples[0])
-    return (x[:n], y[:n], x[n:], y[n:]), class_names
+    return Plan(class_names, keys, [label for _, label in samples[0] + samples[1]], len(samples[0]),
+                (*image_size, 1 if color_mode == "grayscale" else 3))
 
 
-def check_options(image_size, color_mode):
-    """image_size as a (height, width) tuple, after checking both options."""
+def read_image_folders(files, where, *, progress=True, **options):
+    """((x_train, y_train, x_test, y_test), class_names) from list_files() output, decoded into
+    memory; `options` as for plan_folder."""
+    plan = plan_folder(files, where, progress=progress, **options)
+    return plan.split(decode_all(ImageFiles(files, plan.keys, where, plan.image_shape), progress))
+
+
+def decode_all(images, progress=True, write=None):
+    """Every image of `images` (ImageFiles) in one uint8 array, or, given `write`, handed to it
+    chunk by chunk, in order, instead. Threads decode chunks side by side (Pillow decodes and
+    resizes outside the GIL); at most two chunks a thread are held at once."""
+    out = None if write else np.empty(images.shape, np.uint8)
+    chunks = [range(start, min(start + CHUNK, len(images))) for start in range(0, len(images), CHUNK)]
+    window = 2 * THREADS
+    with ThreadPoolExecutor(THREADS) as pool, \
+            Progress(f"decoding {len(images)} images from {images.where}", len(images), progress) as bar:
+        for first in range(0, len(chunks), window):
+            for rows, pixels in zip(chunks[first:first + window], pool.map(images.read, chunks[first:first + window])):
+                if write:
+                    write(pixels)
+                else:
+                    out[rows.start:rows.stop] = pixels
+                bar.update(len(rows))
+    return out
+
+
+def _decoded_file(path, images, progress):
+    """The DecodedFile at `path`, decoding `images` into it first unless an intact one is there.
+    Unlike the .npz files it is not checksummed when read: hashing a file larger than memory would
+    add minutes to every start; a file cut short or of the wrong shape is noticed."""
+    if path.exists():
+        with contextlib.suppress(OSError, ValueError, ImgclsError):
+            decoded = DecodedFile(path)
+            if decoded.shape == images.shape:
+                return decoded
+        say(f"cache file {path} is damaged or not what was written; decoding the images again")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": images.shape})
+        decode_all(images, progress, write=lambda pixels: f.write(pixels.data))
+    return DecodedFile(path)
+
+
+def _read_plan(path):
+    """The cached Plan at `path`, or None when there is none (or it cannot be read: it is made again)."""
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        plan = Plan(**json.loads(path.read_text()))
+        plan.image_shape = tuple(plan.image_shape)
+        return plan
+    return None
+
+
+def check_options(image_size, color_mode, cache_mode="auto", memory_budget=None):
+    """image_size as a (height, width) tuple, after checking all the options."""
     if color_mode not in (None, "grayscale", "rgb"):
         raise ImgclsError(f"color mode must be 'grayscale' or 'rgb', not {color_mode!r}")
+    if cache_mode not in CACHE_MODES:
+        raise unknown("cache mode", cache_mode, CACHE_MODES)
+    if memory_budget is not None and not 0 < memory_budget < float("inf"):
+        raise InvalidValue("memory_budget", f"must be a positive number of MB, got {memory_budget!r}")
     if image_size is None:
         return None
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -145,29 +283,16 @@ def _split(classes, test_fraction, seed):
             for split in ("train", "test")}
 
 
-def _probe(files, keys, where):
+def _probe(files, keys, where, progress):
     """(size, mode) of each image from its header alone: quick, and finds a non-image before the long decode."""
     found = []
-    for key in keys:
-        try:
-            with Image.open(as_file(files[key])) as image:
-                found.append((image.size, image.mode))
-        except (OSError, Image.DecompressionBombError):
-            raise ImgclsError(f"{where}/{key} is not an image Pillow can read; remove it from the dataset "
-                              f"folder") from None
-    return found
-
-
-def _decode(files, keys, where, image_size, color_mode, progress):
-    """All images as one (N, height, width, channels) uint8 array, read and converted by the same
-    code as imgcls.predict (imgcls.images), so training and prediction see the same pixels."""
-    shape = (*image_size, 1 if color_mode == "grayscale" else 3)
-    x = np.empty((len(keys), *shape), np.uint8)
-    with Progress(f"decoding {len(keys)} images from {where}", len(keys), progress) as bar:
-        for i, key in enumerate(keys):
+    with Progress(f"reading the headers of {len(keys)} images", len(keys), progress and len(keys) > CHUNK) as bar:
+        for key in keys:
             try:
-                x[i] = to_model_input(open_image(as_file(files[key]), f"{where}/{key}"), shape)
-            except ImgclsError as e:
-                raise ImgclsError(f"{e}; remove it from the dataset folder") from None
+                with Image.open(as_file(files[key])) as image:
+                    found.append((image.size, image.mode))
+            except (OSError, Image.DecompressionBombError):
+                raise ImgclsError(f"{where}/{key} is not an image Pillow can read; remove it from the dataset "
+                                  f"folder") from None
             bar.update()
-    return x
+    return found

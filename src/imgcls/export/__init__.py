@@ -209,7 +209,7 @@ def images_per_second(predictor, x, batch):
 def check_export(model, predictor, data, n):
     """Accuracy and top-1 agreement of the exported predictor against the Keras model on the first
     `n` test images, and both one's speed, measured one after the other in this process."""
-    x, y = data.x_test[:n], np.asarray(data.y_test[:n]).reshape(-1)
+    x, y = np.asarray(data.x_test[:n]), np.asarray(data.y_test[:n]).reshape(-1)  # read, if a folder streams
     ours, keras_top = predict_all(predictor, x).argmax(axis=1), predict_all(model, x).argmax(axis=1)
     return {"check_images": len(x), "accuracy": round(float(np.mean(ours == y)), 6),
             "keras_accuracy": round(float(np.mean(keras_top == y)), 6),
@@ -223,7 +223,7 @@ def float_litert(model, data, n):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.tflite"
         write_model(model, "litert", path)
-        x, y = data.x_test[:n], np.asarray(data.y_test[:n]).reshape(-1)
+        x, y = np.asarray(data.x_test[:n]), np.asarray(data.y_test[:n]).reshape(-1)  # read, if a folder streams
         probs = predict_all(runtimes.LiteRTPredictor(path), x)
         return {"bytes": size(path), "accuracy": round(float(np.mean(probs.argmax(axis=1) == y)), 6)}
 
