@@ -8,8 +8,10 @@ data, so a speedup is a ratio measured in one run on one machine, not two absolu
 
 import os
 import platform
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -41,17 +43,27 @@ def _cifar10(options):
     return time_to_accuracy(cifar, "default", 0.85)[0]
 
 
-# name -> what it measures (options -> JSON-ready result), in the order a full run takes them.
+@dataclass(frozen=True)
+class Part:
+    """What a part measures (options -> JSON-ready result), and how its result prints as a table
+    and as one line for scripts; the speed parts share one table and the summary line instead."""
+
+    measure: Callable
+    show: Callable | None = None
+    line: Callable | None = None
+
+
+# In the order a full run takes them.
 PARTS = {
-    "mnist": lambda options: bench_mnist(load_dataset("mnist")),
-    "best": lambda options: time_to_accuracy(load_dataset("mnist"), "best", 0.995)[0],
-    "fashion": lambda options: time_to_accuracy(load_dataset("fashion_mnist"), "default", 0.93)[0],
-    "cifar10": _cifar10,
-    "inference": _inference,
-    "efficiency": lambda options: peak_gflops(),
-    "wild": bench_wild,
-    "export": bench_export,
-    "stream": bench_stream,
+    "mnist": Part(lambda options: bench_mnist(load_dataset("mnist"))),
+    "best": Part(lambda options: time_to_accuracy(load_dataset("mnist"), "best", 0.995)[0]),
+    "fashion": Part(lambda options: time_to_accuracy(load_dataset("fashion_mnist"), "default", 0.93)[0]),
+    "cifar10": Part(_cifar10),
+    "inference": Part(_inference),
+    "efficiency": Part(lambda options: peak_gflops()),
+    "wild": Part(bench_wild, print_wild, wild_line),
+    "export": Part(bench_export, print_export, export_line),
+    "stream": Part(bench_stream, print_stream),
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 
@@ -62,25 +74,21 @@ def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
     if unknown:
         raise ImgclsError(f"unknown bench part(s): {', '.join(unknown)}; valid: {', '.join(PARTS)}")
     results = {"started": datetime.now().isoformat(timespec="seconds"), "machine": machine(), **environment()}
-    for part in PARTS:
-        if part in parts:
-            results[part] = PARTS[part](options)
+    chosen = {name: part for name, part in PARTS.items() if name in parts}
+    for name, part in chosen.items():
+        results[name] = part.measure(options)
     path = Path(out_dir) / f"{datetime.now():%Y%m%d-%H%M%S}.json"
     write_json(path, results)
     print_table(results)
-    if "wild" in results:
-        print_wild(results["wild"])
-    if "export" in results:
-        print_export(results["export"])
-    if "stream" in results:
-        print_stream(results["stream"])
+    for name, part in chosen.items():
+        if part.show:
+            part.show(results[name])
     print(f"Results: {path}")
     if set(parts) & set(SPEED_PARTS):
         print(summary_line(results))
-    if "wild" in results:
-        print(wild_line(results["wild"]))
-    if "export" in results:
-        print(export_line(results["export"]))
+    for name, part in chosen.items():
+        if part.line:
+            print(part.line(results[name]))
     return results
 
 
