@@ -4,7 +4,7 @@ asserted here.)"""
 
 import numpy as np
 
-from imgcls.bench.wild import accuracy_on_files, captured_folder, wild_line
+from imgcls.bench.wild import accuracy_on_files, captured_folder, wild_line, writers_folder
 from imgcls.models import build_model
 from imgcls.predict import predict_files
 from imgcls.robustness.capture import write_captured_set
@@ -31,6 +31,20 @@ def test_the_captured_set_is_made_once_and_whole(mnist, tmp_path, monkeypatch):
 
 
 def test_summary_line():
-    row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "mnist_c": {}}
+    row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "writers": 0.96, "mnist_c": {}}
     assert wild_line({"measured": "default", "rows": {"seed": {**row, "clean": 0.5}, "default": row}}) == \
-        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none"
+        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none writers=0.9600"
+
+
+def test_the_writers_set_is_every_uci_digit_as_a_scan(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+    from PIL import Image
+
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
+    folder = writers_folder()
+    files = sorted(folder.rglob("*.png"), key=lambda p: int(p.stem))
+    digits = load_digits()
+    assert [int(p.parent.name) for p in files] == list(digits.target)
+    with Image.open(files[0]) as image:
+        pixels = np.asarray(image)
+    assert image.size == (64, 64) and pixels.max() == 255 and pixels.min() < 60  # dark ink on white

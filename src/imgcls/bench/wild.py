@@ -1,12 +1,14 @@
 """Robustness ("wild"): how a digit model reads the pictures people give it, not MNIST's test set.
 
-For each model, four rows beside the clean MNIST test accuracy:
+For each model, five rows beside the clean MNIST test accuracy:
 - MNIST-C: the 15 corruptions of Mu & Gilmer (2019) applied to the whole test set, fed as arrays;
 - captured: test digits as phone photos of paper (imgcls.robustness.capture), saved as JPEG files
   and read back through `imgcls predict`'s own path (files in, classes out);
 - drawn: test digits traced as mouse strokes on `imgcls serve`'s page in headless Chromium
-  (imgcls.robustness.drawn), read from the page's own /predict answers.
-The sets are made from MNIST's test digits with fixed seeds and cached beside the datasets.
+  (imgcls.robustness.drawn), read from the page's own /predict answers;
+- writers: real handwriting by other writers than MNIST's (scikit-learn's copy of the UCI digits),
+  as PNG files read through `imgcls predict`.
+The other sets are made from MNIST's test digits with fixed seeds; all are cached beside the datasets.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from imgcls.config import resolve_config
 from imgcls.data import cache_dir, load_dataset
@@ -50,6 +53,24 @@ def captured_folder(x_test, y_test, seed=SEED, count=CAPTURED):
     if not folder.is_dir():
         with atomic_folder(folder) as scratch:  # the whole set appears at once, or not at all
             write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
+    return folder
+
+
+def writers_folder():
+    """Handwriting by other writers than MNIST's: scikit-learn's copy of the UCI optical digits
+    (1,797 digits, 8x8 at 17 grey levels), each scaled up to 64x64 and saved as a PNG of dark ink
+    on white, as a scan cropped to the digit would be; made once and cached whole."""
+    from sklearn.datasets import load_digits
+
+    folder = cache_dir() / "robustness" / "writers-uci"
+    if not folder.is_dir():
+        digits = load_digits()
+        with atomic_folder(folder) as scratch:
+            for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+                ink = Image.fromarray((255 - image * 255 / 16).astype(np.uint8))
+                path = scratch / str(int(label)) / f"{index}.png"
+                path.parent.mkdir(exist_ok=True)
+                ink.resize((64, 64), Image.Resampling.BICUBIC).save(path)
     return folder
 
 
@@ -90,6 +111,7 @@ def measure(model_file, mnist, corrupted, captured):
     return {"clean": round(accuracy(mnist.x_test, mnist.y_test), 4),
             "mnist_c_mean": round(float(np.mean(list(per_corruption.values()))), 4),
             "captured": round(accuracy_on_files(model, metadata, captured), 4),
+            "writers": round(accuracy_on_files(model, metadata, writers_folder()), 4),
             "drawn": _rounded(accuracy_drawn(model_file, mnist.x_test, mnist.y_test)),
             "mnist_c": per_corruption}
 
@@ -123,17 +145,18 @@ def bench_wild(options):
 
 
 def print_wild(result):
-    print(f"\nRobustness (fractions correct)   {'clean':>7} {'MNIST-C':>8} {'captured':>9} {'drawn':>7}")
+    print(f"\nRobustness (fractions correct)   {'clean':>7} {'MNIST-C':>8} {'captured':>9} {'drawn':>7} {'writers':>8}")
     for name, row in result["rows"].items():
         drawn = "-" if row["drawn"] is None else f"{row['drawn']:.4f}"
-        print(f"  {name:30} {row['clean']:>7.4f} {row['mnist_c_mean']:>8.4f} {row['captured']:>9.4f} {drawn:>7}")
+        print(f"  {name:30} {row['clean']:>7.4f} {row['mnist_c_mean']:>8.4f} {row['captured']:>9.4f} {drawn:>7} "
+              f"{row['writers']:>8.4f}")
     for name, row in result["rows"].items():
         print(f"  MNIST-C per corruption ({name}): " + ", ".join(f"{k} {v:.3f}" for k, v in row["mnist_c"].items()))
 
 
 def wild_line(result):
-    """The part's last line, for scripts: wild clean=... mnist_c_mean=... captured=... drawn=..."""
+    """The part's last line, for scripts: wild clean=... mnist_c_mean=... captured=... drawn=... writers=..."""
     rows = result["rows"]
     row = rows.get(result["measured"]) or next(iter(rows.values()))
     return "wild " + " ".join(f"{k}={'none' if row[k] is None else f'{row[k]:.4f}'}"
-                              for k in ("clean", "mnist_c_mean", "captured", "drawn"))
+                              for k in ("clean", "mnist_c_mean", "captured", "drawn", "writers"))
