@@ -89,7 +89,7 @@ def test_interrupt_keeps_checkpoint_and_writes_results(small_mnist, tmp_path):
                 progress=False, callbacks=[CtrlCInSecondEpoch()])
     assert run.metrics["interrupted"] and run.metrics["epochs"] == 1
     assert run.metrics["weights"] == "after epoch 1"
-    assert {p.name for p in tmp_path.iterdir()} == RUN_FILES
+    assert {p.name for p in tmp_path.iterdir()} == RUN_FILES | {"resume.weights.h5"}  # what --resume continues from
     saved, checkpoint = (keras.saving.load_model(tmp_path / name) for name in ("model.keras", "checkpoint.keras"))
     for a, b in zip(saved.get_weights(), checkpoint.get_weights()):  # the finished epoch, not half the next
         np.testing.assert_array_equal(a, b)
@@ -169,7 +169,7 @@ def test_sigterm_stops_training_like_ctrl_c_and_keeps_the_results(small_mnist, t
     run = train(resolve_config(model="dense", epochs=3, out=str(tmp_path)), dataset=small_mnist,
                 progress=False, callbacks=[TermInSecondEpoch()])
     assert run.metrics["interrupted"] and run.metrics["epochs"] == 1
-    assert {p.name for p in tmp_path.iterdir()} == RUN_FILES
+    assert {p.name for p in tmp_path.iterdir()} == RUN_FILES | {"resume.weights.h5"}
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
 
 

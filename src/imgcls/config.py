@@ -51,6 +51,13 @@ class TrainConfig:
                                      "disk, else stream")
     memory_budget: float | None = option(None, "MB of decoded images a folder dataset may hold in memory in auto "
                                                "cache mode (default: a quarter of the machine's memory)")
+    resume: str | None = option(None, "continue the interrupted run in folder RUN from its last finished epoch; "
+                                      "only --epochs, --tensorboard and --mlflow may change", metavar="RUN")
+    tensorboard: bool = option(False, "write TensorBoard logs (scalars per epoch, learning rate, graph) to "
+                                      "<run>/tensorboard (the tensorboard extra)")
+    mlflow: str | None = option(None, "log params, metrics per epoch and the run's files to MLflow at URI (a "
+                                      "folder or a server; ./mlruns when given alone; the mlflow extra)",
+                                const="mlruns", metavar="URI")
 
     def validate(self):
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
@@ -121,12 +128,18 @@ RECIPES = {
 
 
 def resolve_config(preset=None, config_file=None, **flags):
-    """Apply the recipe (refined for the chosen dataset), then the config file, then the flags given
-    (not None)."""
+    """Apply the recipe (refined for the chosen dataset), then the config file (with `resume`, the
+    run's own config.json), then the flags given (not None)."""
     from imgcls.data import dataset_recipe
 
-    file_values = _read_config_file(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
+    if "resume" in flags:  # train() refuses the flags that must not change
+        from imgcls.resume import run_config_file
+
+        if config_file:
+            raise ImgclsError("--resume continues the run with its own config.json; give no --config")
+        config_file = run_config_file(flags["resume"])
+    file_values = _read_config_file(config_file) if config_file else {}
     preset = preset or file_values.pop("preset", None) or "default"
     if preset not in RECIPES:
         raise unknown("preset", preset, RECIPES)

@@ -22,8 +22,11 @@ from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.evaluate import evaluate
 from imgcls.models import build_model
+from imgcls.resume import (STATE_FILE, check_resumable, check_same_data, data_digest, finished_rows, restore_state,
+                           save_state)
 from imgcls.runs import environment, hold_run_folder, new_run_folder, write_json, write_text
 from imgcls.saving import save_model
+from imgcls.tracking import check_installed, mlflow_run, tensorboard_logger
 
 
 @dataclasses.dataclass
@@ -64,13 +67,19 @@ def optimizer(config: TrainConfig, steps_per_epoch):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """After every epoch, write the model so far and the history so far, each atomically, so an
-    interrupted or crashed run keeps both. An epoch whose loss is not finite is not written:
-    the last good checkpoint stays."""
+    """After every epoch, write the model so far, the history so far and, last, the state that
+    --resume continues from (resume.py), each atomically, so an interrupted or crashed run keeps
+    them. An epoch whose loss is not finite is not written: the last good checkpoint stays.
+    `data` is the training data's digest; `rows` and `seconds` are those of the epochs a resumed run
+    had finished."""
 
-    def __init__(self, folder, model, metadata):
+    def __init__(self, folder, model, metadata, data, rows=(), seconds=0.0):
         super().__init__()
-        self.folder, self.inference_model, self.metadata, self.rows = folder, model, metadata, []
+        self.folder, self.inference_model, self.metadata, self.rows = folder, model, metadata, list(rows)
+        self.data, self.seconds_before = data, seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
@@ -79,6 +88,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **values})
         save_model(self.inference_model, self.folder / "checkpoint.keras", self.metadata)
         write_csv(self.folder / "history.csv", self.rows)
+        seconds = self.seconds_before + time.perf_counter() - self.start
+        save_state(self.model, self.folder, len(self.rows), seconds, self.data)
 
     def history(self):
         """Column name -> per-epoch values, as keras.callbacks.History has it."""
@@ -91,9 +102,9 @@ class TrainingCurve(keras.callbacks.Callback):
     has a curve. Keras logs running means since the epoch began; differences of their running sums
     give the mean over each stretch."""
 
-    def __init__(self, folder, points_per_epoch=10):
+    def __init__(self, folder, points_per_epoch=10, rows=()):
         super().__init__()
-        self.folder, self.points_per_epoch, self.rows = folder, points_per_epoch, []
+        self.folder, self.points_per_epoch, self.rows = folder, points_per_epoch, list(rows)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.done, self.sums, self.next_point = epoch, 0, {}, 1
@@ -171,23 +182,38 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
     still writes it, with the weights of the last finished epoch.
 
     `dataset` overrides loading `config.dataset`; `callbacks` are extra Keras callbacks; `overwrite`
-    lets the run replace a run already in `config.out`.
+    lets the run replace a run already in `config.out`. With `config.resume`, the run in that folder
+    goes on from its last finished epoch (see resume.py).
     """
     config.validate()
+    check_installed(config)
+    if config.resume:
+        check_resumable(config)
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress,
                                cache_mode=config.cache_mode, memory_budget=config.memory_budget)
-    folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
-    with hold_run_folder(folder, overwrite):
-        return _train(config, dataset, folder, progress, callbacks)
+    folder = Path(config.resume or config.out or new_run_folder(dataset.name, config.model))
+    # A resumed run goes on in its folder, which holds a run by definition.
+    with hold_run_folder(folder, overwrite or bool(config.resume)), \
+            mlflow_run(config, folder, recorded(config)) as mlflow:
+        loggers = [logger for logger in (tensorboard_logger(config, folder), mlflow) if logger]
+        return _train(config, dataset, folder, progress, [*callbacks, *loggers])
+
+
+def recorded(config):
+    """The config as config.json keeps it: without the folder it went into, so it reruns anywhere."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")}
 
 
 def _train(config, dataset, folder, progress, callbacks):
     num_classes = len(dataset.class_names)
     y_train = np.asarray(dataset.y_train).reshape(-1)
     (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
-    saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
+    data = data_digest(x_fit, y_fit)
+    if config.resume:
+        check_same_data(folder, data)
+    saved_config = recorded(config)
     write_json(folder / "config.json", saved_config)
     input_shape = dataset.x_train.shape[1:]
     model = build_model(config.model, input_shape, num_classes)
@@ -202,8 +228,15 @@ def _train(config, dataset, folder, progress, callbacks):
     trainee.compile(optimizer=optimizer(config, math.ceil(len(x_fit) / config.batch_size)), loss=loss,
                     metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
-    checkpoint, curve, divergence = RunCheckpoint(folder, model, metadata), TrainingCurve(folder), StopOnNaN()
-    callbacks = [divergence, checkpoint, curve, *callbacks]
+    if config.resume:
+        done, seconds_before = restore_state(trainee, folder)
+    else:
+        done, seconds_before = 0, 0.0
+        (folder / STATE_FILE).unlink(missing_ok=True)  # an overwritten run's, not this one's
+    checkpoint = RunCheckpoint(folder, model, metadata, data, finished_rows(folder / "history.csv", done),
+                               seconds_before)
+    curve, divergence = TrainingCurve(folder, rows=finished_rows(folder / "steps.csv", done)), StopOnNaN()
+    callbacks = [divergence, curve, checkpoint, *callbacks]  # the checkpoint's state last: it comes back whole
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
@@ -214,13 +247,13 @@ def _train(config, dataset, folder, progress, callbacks):
     try:
         with stop_on_sigterm():
             trainee.fit(**fit_data(x_fit, y_fit, validation, config.batch_size, config.seed), epochs=config.epochs,
-                        callbacks=callbacks, verbose=1 if progress else 0)
+                        initial_epoch=done, callbacks=callbacks, verbose=1 if progress else 0)
     except KeyboardInterrupt:
         interrupted = True
         if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one
             model.set_weights(keras.saving.load_model(folder / "checkpoint.keras").get_weights())
         print(f"\nInterrupted: writing the results of the last finished epoch ({len(checkpoint.rows)}).")
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     if divergence.batch is not None:
         raise ImgclsError(f"training diverged: the loss stopped being a finite number in epoch "
                           f"{divergence.epoch + 1}, batch {divergence.batch + 1}; try a lower learning rate "
@@ -242,6 +275,10 @@ def _train(config, dataset, folder, progress, callbacks):
     }
     if interrupted:  # what the saved model files hold
         metrics["weights"] = f"after epoch {len(checkpoint.rows)}" if checkpoint.rows else "part of epoch 1 (none finished)"
+    if config.resume:
+        metrics["resumed_after_epoch"] = done
     reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), steps=curve.rows,
                           config=saved_config)
+    if not interrupted:  # finished: nothing left to resume
+        (folder / STATE_FILE).unlink(missing_ok=True)
     return Run(folder, metrics, model)
