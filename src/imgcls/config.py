@@ -45,6 +45,14 @@ class TrainConfig:
     seed: int = option(0, "random seed for weights, shuffling and augmentation")
     out: str | None = option(None, "run folder (default runs/<dataset>-<model>-<timestamp>)")
     data_dir: str | None = option(None, "local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
+    backend: str | None = option(None, "Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else "
+                                       "tensorflow); chosen before Keras loads, so only from the command line "
+                                       "or a config file")
+    workers: str | None = option(None, "train on several processes or machines together: every worker's "
+                                       "host:port, comma-separated, the same list and order on each (JAX "
+                                       "backend; worker 0, the chief, listens on its port and writes the run)",
+                                 metavar="HOST:PORT,...")
+    worker_index: int = option(0, "this process's place in --workers, from 0 (the chief)")
 
     def validate(self):
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
@@ -61,6 +69,8 @@ class TrainConfig:
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
+            ("worker_index", 0 <= self.worker_index < max(1, len(self.worker_addresses())),
+             "must be from 0 to one less than the number of --workers (0 without them)"),
         ]
         for key, ok, rule in checks:
             if not ok:
@@ -72,10 +82,20 @@ class TrainConfig:
         for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
             if getattr(self, key) not in valid:
                 raise unknown(key, getattr(self, key), valid)
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise unknown("backend", self.backend, BACKENDS)
+        for address in self.worker_addresses():
+            host, _, port = address.rpartition(":")
+            if not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise InvalidValue("workers", f"must be HOST:PORT items, comma-separated; got {address!r}")
         if self.augment and not set(self.augment.split(",")) <= set(POLICIES):
             raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
                                           f"{', '.join(a for a in POLICIES if a != 'auto')}")
         return self
+
+    def worker_addresses(self):
+        """The --workers list as host:port strings; [] for a run in this process alone."""
+        return [a.strip() for a in self.workers.split(",")] if self.workers else []
 
 
 def _check_type(key, value, annotation):
@@ -91,6 +111,7 @@ def _check_type(key, value, annotation):
 
 SCHEDULES = ("onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +137,7 @@ def resolve_config(preset=None, config_file=None, **flags):
     (not None)."""
     from imgcls.data import dataset_recipe
 
-    file_values = _read_config_file(config_file) if config_file else {}
+    file_values = read_config_file(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
     preset = preset or file_values.pop("preset", None) or "default"
     if preset not in RECIPES:
@@ -133,7 +154,7 @@ def resolve_config(preset=None, config_file=None, **flags):
     return TrainConfig(**values).validate()
 
 
-def _read_config_file(path):
+def read_config_file(path):
     try:
         values = json.loads(Path(path).read_text())
     except FileNotFoundError:
