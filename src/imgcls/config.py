@@ -58,6 +58,10 @@ class TrainConfig:
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
+        for address in self.worker_addresses():
+            host, _, port = address.rpartition(":")
+            if not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise InvalidValue("workers", f"must be HOST:PORT items, comma-separated; got {address!r}")
         checks = [
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
@@ -71,6 +75,8 @@ class TrainConfig:
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
             ("worker_index", 0 <= self.worker_index < max(1, len(self.worker_addresses())),
              "must be from 0 to one less than the number of --workers (0 without them)"),
+            ("batch_size", self.batch_size % max(1, len(self.worker_addresses())) == 0,
+             "must split evenly between the workers (each takes an equal share of every batch)"),
         ]
         for key, ok, rule in checks:
             if not ok:
@@ -84,10 +90,6 @@ class TrainConfig:
                 raise unknown(key, getattr(self, key), valid)
         if self.backend is not None and self.backend not in BACKENDS:
             raise unknown("backend", self.backend, BACKENDS)
-        for address in self.worker_addresses():
-            host, _, port = address.rpartition(":")
-            if not (host and port.isdigit() and 0 < int(port) < 65536):
-                raise InvalidValue("workers", f"must be HOST:PORT items, comma-separated; got {address!r}")
         if self.augment and not set(self.augment.split(",")) <= set(POLICIES):
             raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
                                           f"{', '.join(a for a in POLICIES if a != 'auto')}")

@@ -178,6 +178,9 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
         raise ImgclsError(f"--backend {config.backend}: Keras already runs on {keras.backend.backend()} in this "
                           f"process; the backend is chosen before Keras is first imported ('imgcls train "
                           f"--backend {config.backend}', or KERAS_BACKEND={config.backend})")
+    if config.workers and keras.backend.backend() != "jax":
+        raise ImgclsError(f"several workers need the JAX backend (--backend jax), not {keras.backend.backend()}: "
+                          f"Keras distributes training over processes on JAX alone")
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)

@@ -23,9 +23,6 @@ def join(config):
     """Join the other workers (this blocks until all of --workers have started, for up to 5
     minutes) and return the DataParallel distribution to build, compile and fit the model under."""
     addresses = config.worker_addresses()
-    if config.batch_size % len(addresses):
-        raise ImgclsError(f"--batch-size {config.batch_size} must split evenly between {len(addresses)} workers "
-                          f"(each takes an equal share of every batch)")
     # Before any JAX computation: without it, CPU processes cannot exchange gradients.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
@@ -38,25 +35,26 @@ def join(config):
 
 
 class BatchShare(keras.utils.PyDataset):
-    """This worker's share of every global batch of (x, y): the same order on every worker (shuffled
-    each epoch from `seed` when `shuffle`), the batch cut into `workers` equal, consecutive parts.
-    A last batch smaller than the number of workers is dropped, as are the few images of a ragged
-    last batch that do not split evenly."""
+    """Share `index` of `shares` of every global batch of (x, y): the same order on every worker
+    (shuffled each epoch from `seed` when `shuffle`), each batch cut into equal, consecutive parts.
+    A last batch smaller than the number of shares is dropped, as are the few images of a ragged
+    last batch that do not split evenly. (Not named `workers`: PyDataset's own `workers` is its
+    number of loading threads, and more than one would read ahead of a reshuffle.)"""
 
-    def __init__(self, x, y, batch_size, workers, index, shuffle=False, seed=0):
+    def __init__(self, x, y, batch_size, shares, index, shuffle=False, seed=0):
         super().__init__()
-        self.x, self.y, self.batch_size, self.workers, self.index = x, y, batch_size, workers, index
+        self.x, self.y, self.batch_size, self.shares, self.index = x, y, batch_size, shares, index
         self.rng = np.random.default_rng(seed) if shuffle else None
         self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 
     def __len__(self):
         full, rest = divmod(len(self.x), self.batch_size)
-        return full + (rest >= self.workers)
+        return full + (rest >= self.shares)
 
     def __getitem__(self, step):
         batch = self.order[step * self.batch_size:(step + 1) * self.batch_size]
-        share = len(batch) // self.workers
-        rows = np.sort(batch[self.index * share:(self.index + 1) * share])  # sorted: faster to gather
+        size = len(batch) // self.shares
+        rows = np.sort(batch[self.index * size:(self.index + 1) * size])  # sorted: faster to gather
         return self.x[rows], self.y[rows]
 
     def on_epoch_end(self):
@@ -69,7 +67,7 @@ def batch_shares(config, x, y, validation):
     workers, index = len(config.worker_addresses()), config.worker_index
     share = BatchShare(x, y, config.batch_size, workers, index, shuffle=True, seed=config.seed)
     held_out = BatchShare(*validation, config.batch_size, workers, index) if validation else None
-    return {"x": share, "validation_data": held_out}
+    return {"x": share, "validation_data": held_out, "shuffle": False}  # BatchShare shuffles, the same on every worker
 
 
 def weights_digest(model):
