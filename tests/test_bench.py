@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from imgcls.bench import run_bench, summary_line
+from imgcls.bench.backends import backends_line
 from imgcls.bench.speed import TimeToAccuracy, forward_flops, speedup
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
@@ -69,3 +70,9 @@ def test_summary_line_is_the_last_word():
 def test_unknown_part_is_refused():
     with pytest.raises(ImgclsError, match="unknown bench part"):
         run_bench(["mnist", "speed"])
+
+
+def test_backends_line_names_every_backend_and_why_one_has_no_time():
+    results = {"tensorflow": {"seconds_to_target": 8.64}, "jax": {"seconds_to_target": None},
+               "torch": {"skipped": "not installed (pip install 'imgcls[torch]')"}}
+    assert backends_line(results) == "backends tensorflow_s=8.6 jax_s=never torch_s=none"

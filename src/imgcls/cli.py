@@ -107,7 +107,7 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
     bench.add_argument("--only", help="comma-separated parts: mnist, best, fashion, cifar10, inference, "
-                                      "efficiency, wild (default: all)")
+                                      "efficiency, wild, backends (default: all)")
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 part")
     bench.add_argument("--run", metavar="RUN", help="for the wild part: measure this run folder or model file "
                                                     "instead of training the seed, default and best recipes")

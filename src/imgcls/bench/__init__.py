@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgcls.bench.backends import backends_line, bench_backends, print_backends
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
 from imgcls.bench.wild import bench_wild, print_wild, wild_line
 from imgcls.data import load_dataset
@@ -48,6 +49,7 @@ PARTS = {
     "inference": _inference,
     "efficiency": lambda options: peak_gflops(),
     "wild": bench_wild,
+    "backends": bench_backends,
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 
@@ -66,11 +68,15 @@ def run_bench(parts=tuple(PARTS), out_dir=RESULTS, **options):
     print_table(results)
     if "wild" in results:
         print_wild(results["wild"])
+    if "backends" in results:
+        print_backends(results["backends"])
     print(f"Results: {path}")
     if set(parts) & set(SPEED_PARTS):
         print(summary_line(results))
     if "wild" in results:
         print(wild_line(results["wild"]))
+    if "backends" in results:
+        print(backends_line(results["backends"]))
     return results
 
 
