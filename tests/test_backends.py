@@ -17,14 +17,18 @@ from imgcls.data import load_dataset
 from imgcls.saving import load_model
 from imgcls.train import train
 
-# Loads two models under KERAS_BACKEND and prints their probabilities for the same test pictures.
+# Under KERAS_BACKEND: loads two models and prints their probabilities for the same test pictures,
+# and the first 8 pictures through the default MNIST recipe's augmentation.
 PREDICT = """
 import json, sys
 import keras, numpy as np
+from imgcls.augment import augmentation
 from imgcls.saving import load_model
 x = np.load(sys.argv[1])
 probs = {path: np.asarray(load_model(path)[0].predict(x, verbose=0)).tolist() for path in sys.argv[2:]}
-print(json.dumps({"backend": keras.backend.backend(), "probs": probs}))
+augmented = augmentation("digits", x.shape[1:])(x[:8].astype("float32"), training=True)
+print(json.dumps({"backend": keras.backend.backend(), "probs": probs,
+                  "augmented": keras.ops.convert_to_numpy(augmented).tolist()}))
 """
 
 
@@ -74,6 +78,11 @@ def test_train_under_another_backend_and_predict_alike_under_every_backend(backe
     for path in models:
         here = load_model(path)[0].predict(shapes.x_test, verbose=0)
         np.testing.assert_allclose(answer["probs"][path], here, atol=1e-4)
+    # The digits augmentation runs there too: it changes the first half of a batch and passes the rest.
+    augmented = np.array(answer["augmented"])
+    assert augmented.shape == (8, *shapes.x_test.shape[1:])
+    np.testing.assert_array_equal(augmented[4:], shapes.x_test[4:8])
+    assert not np.allclose(augmented[:4], shapes.x_test[:4], atol=1)
     # The accuracy the other backend measured when training is what its model scores here.
     here = load_model(out)[0].predict(shapes.x_test, verbose=0)
     assert np.mean(here.argmax(axis=1) == shapes.y_test) == pytest.approx(metrics["test_accuracy"])
