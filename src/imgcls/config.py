@@ -45,9 +45,8 @@ class TrainConfig:
     seed: int = option(0, "random seed for weights, shuffling and augmentation")
     out: str | None = option(None, "run folder (default runs/<dataset>-<model>-<timestamp>)")
     data_dir: str | None = option(None, "local copy of the dataset (e.g. CIFAR-10 batches or image folders)")
-    backend: str | None = option(None, "Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else "
-                                       "tensorflow); chosen before Keras loads, so only from the command line "
-                                       "or a config file")
+    backend: str | None = option(None, "Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, "
+                                       "else tensorflow)")
     workers: str | None = option(None, "train on several processes or machines together: every worker's "
                                        "host:port, comma-separated, the same list and order on each (JAX "
                                        "backend; worker 0, the chief, listens on its port and writes the run)",
