@@ -3,8 +3,10 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 import uvicorn
+from PIL import Image
 
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
@@ -27,6 +29,27 @@ def home(tmp_path, monkeypatch):
     """A private cache, so tests never see or touch the user's."""
     monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def shapes_folder(tmp_path_factory):
+    """A tiny image-folder dataset a CNN can learn in one epoch: bars, squares and crosses."""
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 10)):
+        for name in ("bar", "cross", "square"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 40, (20, 20), dtype=np.uint8)
+                r = rng.integers(3, 8)
+                if name in ("bar", "cross"):
+                    pixels[:, 8 + r % 4:11 + r % 4] = 255
+                if name == "cross":
+                    pixels[8:11, :] = 255
+                if name == "square":
+                    pixels[r:r + 9, r:r + 9] = 255
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
 
 
 def serve_in_thread(app):

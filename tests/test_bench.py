@@ -8,6 +8,7 @@ import pytest
 
 import imgcls.export
 from imgcls.bench import run_bench, summary_line
+from imgcls.bench.backends import backends_line
 from imgcls.bench.export import export_line, measure, print_export
 from imgcls.bench.load import untrained_model
 from imgcls.bench.speed import TimeToAccuracy, forward_flops, speedup
@@ -103,3 +104,9 @@ def test_export_part_measures_every_file_and_a_service(mnist, tmp_path, monkeypa
     assert all(float(value) > 0 for value in figures.values())
     print_export({"measured": "untrained cnn2", **result})
     assert "model_int8.tflite" in capsys.readouterr().out
+
+
+def test_backends_line_names_every_backend_and_why_one_has_no_time():
+    results = {"tensorflow": {"seconds_to_target": 8.64}, "jax": {"seconds_to_target": None},
+               "torch": {"skipped": "not installed (pip install 'imgcls[torch]')"}}
+    assert backends_line(results) == "backends tensorflow_s=8.6 jax_s=never torch_s=none"

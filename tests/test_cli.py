@@ -117,27 +117,6 @@ def test_models_lists_presets(capsys):
     assert code == 0 and {"dense", "cnn1", "cnn2", "cnn3"} <= {line.split()[0] for line in out.splitlines()}
 
 
-@pytest.fixture(scope="module")
-def shapes_folder(tmp_path_factory):
-    """A tiny image-folder dataset a CNN can learn in one epoch: bars, squares and crosses."""
-    root = tmp_path_factory.mktemp("shapes")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 40), ("test", 10)):
-        for name in ("bar", "cross", "square"):
-            (root / split / name).mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 40, (20, 20), dtype=np.uint8)
-                r = rng.integers(3, 8)
-                if name in ("bar", "cross"):
-                    pixels[:, 8 + r % 4:11 + r % 4] = 255
-                if name == "cross":
-                    pixels[8:11, :] = 255
-                if name == "square":
-                    pixels[r:r + 9, r:r + 9] = 255
-                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
-    return root
-
-
 def test_train_then_evaluate_a_folder_dataset_from_the_command_line(shapes_folder, tmp_path):
     """A real run as a user types it, in a subprocess: last lines name the folder and the accuracy."""
     out = tmp_path / "run"

@@ -181,11 +181,22 @@ class OnShare(layers.Layer):
         super().__init__(**kwargs)
         self.layer, self.share = layer, share
 
+    # Both said outright, so Keras need not trace call() with an unknown batch size: JAX cannot slice
+    # a share of a batch whose size it does not know yet.
+    def build(self, input_shape):
+        self.layer.build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def call(self, images, training=True):
         if not training:
             return images
         n = ops.shape(images)[0]
-        k = ops.cast(ops.ceil(self.share * ops.cast(n, "float32")), "int32")
+        if isinstance(n, int):  # JAX and torch know the batch size here; JAX needs the share's size known
+            k = math.ceil(self.share * n)
+        else:  # TensorFlow's graphs may leave the batch size unknown until they run
+            k = ops.cast(ops.ceil(self.share * ops.cast(n, "float32")), "int32")
         rest = tuple(images.shape[1:])
         zeros = (0,) * len(rest)
         head = ops.slice(images, (0, *zeros), (k, *rest))

@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -9,8 +10,8 @@ import types
 import typing
 from pathlib import Path
 
-from imgcls.config import RECIPES, TrainConfig
-from imgcls.errors import ImgclsError, InvalidValue, closest, first_line
+from imgcls.config import BACKENDS, RECIPES, TrainConfig, read_config_file
+from imgcls.errors import ImgclsError, InvalidValue, closest, first_line, unknown
 
 
 class Parser(argparse.ArgumentParser):
@@ -145,6 +146,10 @@ def cmd_train(args):
     config = resolve_config(config_file=args.config, **flags)
     run = train(config, overwrite=args.overwrite)
     m = run.metrics
+    if run.folder is None:
+        print(f"Worker {m['worker_index']} of {m['workers']} done; the chief (worker 0) writes the run folder.")
+        print(f"Weights SHA-256: {m['weights_sha256']}")
+        return
     print(f"{m['epochs']} epochs in {m['training_seconds']:.1f} s; report: {run.folder / 'report.md'}")
     print(f"Run folder: {run.folder}")
     print(f"Test accuracy: {m['test_accuracy']:.2%}")
@@ -239,6 +244,23 @@ def cmd_bench(args):
     run_bench(parts, cifar_dir=args.cifar_dir, run=args.run)
 
 
+def _choose_backend(args):
+    """`train --backend` (or the config file's "backend", or the resumed run's): Keras reads
+    KERAS_BACKEND once, when it is first imported, so it is set here, before anything imports Keras."""
+    backend = args.backend
+    if backend is None and (args.config or getattr(args, "resume", None)):
+        from imgcls.resume import run_config_file
+
+        backend = read_config_file(args.config or run_config_file(args.resume)).get("backend")
+    if backend is None:
+        return
+    if backend not in BACKENDS:
+        raise unknown("backend", backend, BACKENDS)
+    if importlib.util.find_spec(backend) is None:  # each backend's package has the backend's name
+        raise ImgclsError(f"the {backend} backend needs {backend} installed: pip install 'imgcls[{backend}]'")
+    os.environ["KERAS_BACKEND"] = backend
+
+
 def _quiet_backend():
     """TensorFlow's start-up chatter buries the output people came for. Its C++ logger ignores
     TF_CPP_MIN_LOG_LEVEL for the first lines, so stderr is closed while the backend loads."""
@@ -261,6 +283,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
+        if args.command == "train":
+            _choose_backend(args)
         if not debug and getattr(args, "runtime", "keras") == "keras":  # other runtimes never load TensorFlow
             _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,

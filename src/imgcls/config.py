@@ -58,11 +58,22 @@ class TrainConfig:
     mlflow: str | None = option(None, "log params, metrics per epoch and the run's files to MLflow at URI (a "
                                       "folder or a server; ./mlruns when given alone; the mlflow extra)",
                                 const="mlruns", metavar="URI")
+    backend: str | None = option(None, "Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, "
+                                       "else tensorflow)")
+    workers: str | None = option(None, "train on several processes or machines together: every worker's "
+                                       "host:port, comma-separated, the same list and order on each (JAX "
+                                       "backend; worker 0, the chief, listens on its port and writes the run)",
+                                 metavar="HOST:PORT,...")
+    worker_index: int = option(0, "this process's place in --workers, from 0 (the chief)")
 
     def validate(self):
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
+        for address in self.worker_addresses():
+            host, _, port = address.rpartition(":")
+            if not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise InvalidValue("workers", f"must be HOST:PORT items, comma-separated; got {address!r}")
         checks = [
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
@@ -76,6 +87,10 @@ class TrainConfig:
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
             ("memory_budget", self.memory_budget is None or 0 < self.memory_budget < float("inf"),
              "must be a positive number of MB"),
+            ("worker_index", 0 <= self.worker_index < max(1, len(self.worker_addresses())),
+             "must be from 0 to one less than the number of --workers (0 without them)"),
+            ("batch_size", self.batch_size % max(1, len(self.worker_addresses())) == 0,
+             "must split evenly between the workers (each takes an equal share of every batch)"),
         ]
         for key, ok, rule in checks:
             if not ok:
@@ -88,10 +103,16 @@ class TrainConfig:
         for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("cache_mode", CACHE_MODES)):
             if getattr(self, key) not in valid:
                 raise unknown(key, getattr(self, key), valid)
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise unknown("backend", self.backend, BACKENDS)
         if self.augment and not set(self.augment.split(",")) <= set(POLICIES):
             raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
                                           f"{', '.join(a for a in POLICIES if a != 'auto')}")
         return self
+
+    def worker_addresses(self):
+        """The --workers list as host:port strings; [] for a run in this process alone."""
+        return [a.strip() for a in self.workers.split(",")] if self.workers else []
 
 
 def _check_type(key, value, annotation):
@@ -107,6 +128,7 @@ def _check_type(key, value, annotation):
 
 SCHEDULES = ("onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +161,7 @@ def resolve_config(preset=None, config_file=None, **flags):
         if config_file:
             raise ImgclsError("--resume continues the run with its own config.json; give no --config")
         config_file = run_config_file(flags["resume"])
-    file_values = _read_config_file(config_file) if config_file else {}
+    file_values = read_config_file(config_file) if config_file else {}
     preset = preset or file_values.pop("preset", None) or "default"
     if preset not in RECIPES:
         raise unknown("preset", preset, RECIPES)
@@ -155,7 +177,7 @@ def resolve_config(preset=None, config_file=None, **flags):
     return TrainConfig(**values).validate()
 
 
-def _read_config_file(path):
+def read_config_file(path):
     try:
         values = json.loads(Path(path).read_text())
     except FileNotFoundError:

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import math
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from imgcls.tracking import check_installed, mlflow_run, tensorboard_logger
 
 @dataclasses.dataclass
 class Run:
-    folder: Path
+    folder: Path | None  # None on a worker other than the chief, which writes no run folder
     metrics: dict
     model: keras.Model
 
@@ -189,10 +190,20 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
     check_installed(config)
     if config.resume:
         check_resumable(config)
+    if config.backend and config.backend != keras.backend.backend():
+        raise ImgclsError(f"--backend {config.backend}: Keras already runs on {keras.backend.backend()} in this "
+                          f"process; the backend is chosen before Keras is first imported ('imgcls train "
+                          f"--backend {config.backend}', or KERAS_BACKEND={config.backend})")
+    if config.workers and keras.backend.backend() != "jax":
+        raise ImgclsError(f"several workers need the JAX backend (--backend jax), not {keras.backend.backend()}: "
+                          f"Keras distributes training over processes on JAX alone")
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress,
                                cache_mode=config.cache_mode, memory_budget=config.memory_budget)
+    if config.worker_index:  # the chief alone writes the run folder; the others' checkpoints go to scratch
+        with tempfile.TemporaryDirectory() as scratch:
+            return _train(config, dataset, Path(scratch), progress, callbacks)
     folder = Path(config.resume or config.out or new_run_folder(dataset.name, config.model))
     # A resumed run goes on in its folder, which holds a run by definition.
     with hold_run_folder(folder, overwrite or bool(config.resume)), \
@@ -202,8 +213,10 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
 
 
 def recorded(config):
-    """The config as config.json keeps it: without the folder it went into, so it reruns anywhere."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")}
+    """The config as config.json keeps it: without the folder it went into, so it reruns anywhere, and
+    with the backend it ran on, so it reruns there."""
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "resume")}
+    return {**values, "backend": keras.backend.backend()}
 
 
 def _train(config, dataset, folder, progress, callbacks):
@@ -215,6 +228,13 @@ def _train(config, dataset, folder, progress, callbacks):
         check_same_data(folder, data)
     saved_config = recorded(config)
     write_json(folder / "config.json", saved_config)
+    replicas = 1
+    if config.workers:
+        from imgcls import workers  # JAX only
+
+        distribution = workers.join(config)
+        replicas = distribution.num_model_replicas
+        keras.distribution.set_distribution(distribution)  # the model built next, and its batches, span the workers
     input_shape = dataset.x_train.shape[1:]
     model = build_model(config.model, input_shape, num_classes)
     # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
@@ -225,8 +245,15 @@ def _train(config, dataset, folder, progress, callbacks):
             validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) \
         if config.label_smoothing else "sparse_categorical_crossentropy"
-    trainee.compile(optimizer=optimizer(config, math.ceil(len(x_fit) / config.batch_size)), loss=loss,
-                    metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
+    inputs = fit_data(x_fit, y_fit, validation, config.batch_size, config.seed)
+    steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
+    if config.workers:  # each worker feeds its share of every global batch
+        inputs = workers.batch_shares(config, x_fit, y_fit, validation)
+        steps_per_epoch = len(inputs["x"])
+    # Keras's torch trainer runs one step per call
+    steps_per_execution = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
+    trainee.compile(optimizer=optimizer(config, steps_per_epoch), loss=loss,
+                    metrics=["accuracy"], steps_per_execution=steps_per_execution)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     if config.resume:
         done, seconds_before = restore_state(trainee, folder)
@@ -246,8 +273,8 @@ def _train(config, dataset, folder, progress, callbacks):
     start = time.perf_counter()
     try:
         with stop_on_sigterm():
-            trainee.fit(**fit_data(x_fit, y_fit, validation, config.batch_size, config.seed), epochs=config.epochs,
-                        initial_epoch=done, callbacks=callbacks, verbose=1 if progress else 0)
+            trainee.fit(**inputs, epochs=config.epochs, initial_epoch=done, callbacks=callbacks,
+                        verbose=1 if progress else 0)
     except KeyboardInterrupt:
         interrupted = True
         if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one
@@ -258,6 +285,14 @@ def _train(config, dataset, folder, progress, callbacks):
         raise ImgclsError(f"training diverged: the loss stopped being a finite number in epoch "
                           f"{divergence.epoch + 1}, batch {divergence.batch + 1}; try a lower learning rate "
                           f"(lr was {config.lr}). {folder} keeps the config and the last good checkpoint, if any")
+    if config.workers:  # evaluate and save in this process alone, on a copy of the weights
+        keras.distribution.set_distribution(None)
+        trained = build_model(config.model, input_shape, num_classes)
+        trained.set_weights(model.get_weights())
+        model = trained
+        if config.worker_index:
+            return Run(None, {"worker_index": config.worker_index, "workers": len(config.worker_addresses()),
+                              "weights_sha256": workers.weights_digest(model)}, model)
 
     # Saved models are compiled for what their users do: evaluate on integer labels with plain Keras
     # (a plain optimizer, built so that loading finds the variables it expects, and no imgcls classes).
@@ -271,8 +306,10 @@ def _train(config, dataset, folder, progress, callbacks):
         "training_seconds": round(seconds, 2), "epochs": len(checkpoint.rows),
         "interrupted": interrupted, "parameters": model.count_params(),
         "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
-        **environment(),
+        "workers": max(1, len(config.worker_addresses())), "replicas": replicas, **environment(),
     }
+    if config.workers:  # equal on every worker: each prints its own
+        metrics["weights_sha256"] = workers.weights_digest(model)
     if interrupted:  # what the saved model files hold
         metrics["weights"] = f"after epoch {len(checkpoint.rows)}" if checkpoint.rows else "part of epoch 1 (none finished)"
     if config.resume:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from imgcls.bench.backends import backends_line, bench_backends, print_backends
 from imgcls.bench.export import bench_export, export_line, print_export
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
 from imgcls.bench.stream import bench_stream, print_stream
@@ -64,6 +65,7 @@ PARTS = {
     "wild": Part(bench_wild, print_wild, wild_line),
     "export": Part(bench_export, print_export, export_line),
     "stream": Part(bench_stream, print_stream),
+    "backends": Part(bench_backends, print_backends, backends_line),
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 

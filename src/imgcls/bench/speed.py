@@ -66,6 +66,7 @@ def time_to_accuracy(dataset, preset, target):
               "final_accuracy": run.metrics["test_accuracy"],
               "final_accuracy_tta": run.metrics.get("test_accuracy_tta"), "epochs": run.metrics["epochs"],
               "training_seconds": tracker.seconds, "checks": tracker.points,
+              "train_images_per_second": round(run.metrics["epochs"] * run.metrics["train_size"] / tracker.seconds),
               "training_gflops": round(3 * forward_flops(run.model) * run.metrics["epochs"] * run.metrics["train_size"]
                                        / tracker.seconds / 1e9, 2)}
     return result, tracker
