@@ -89,7 +89,7 @@ def test_train_under_another_backend_and_predict_alike_under_every_backend(backe
 
 
 def test_backend_cannot_change_once_keras_is_loaded(capsys, monkeypatch, shapes_folder, tmp_path):
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)  # restored afterwards: main() sets it
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # undone afterwards: main() sets it, and children inherit it
     other = "jax" if importlib.util.find_spec("jax") else "torch"
     require(other)
     code = main(["train", "--backend", other, "--dataset", f"folder:{shapes_folder}", "--out", str(tmp_path / "r")])
