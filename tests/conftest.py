@@ -22,6 +22,13 @@ def mnist():
         pytest.skip(f"MNIST cannot be fetched here: {e}")
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private cache, so tests never see or touch the user's."""
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
 def serve_in_thread(app):
     """Serve an ASGI app for real on a free loopback port, in a thread: yields its URL, then stops it."""
     sock = socket.socket()

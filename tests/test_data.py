@@ -22,13 +22,6 @@ from imgcls.errors import ImgclsError
 SHARED_CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A private cache, so tests never see or touch the user's."""
-    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 # ---- IDX files ----
 
 def idx_bytes(array):

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import math
 import signal
@@ -20,9 +21,10 @@ from imgcls.config import TrainConfig
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.evaluate import evaluate
-from imgcls.models import build_model
+from imgcls.models import model_spec
 from imgcls.runs import environment, hold_run_folder, new_run_folder, write_json, write_text
 from imgcls.saving import save_model
+from imgcls.transfer import FINETUNE_RATE, balanced_class_weights, check_class_sizes, starting_model, unfreeze_top
 
 
 @dataclasses.dataclass
@@ -139,12 +141,20 @@ def write_csv(path, rows):
     write_text(path, buffer.getvalue())
 
 
-def split_validation(x, y, fraction):
-    """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does."""
+def split_validation(x, y, fraction, seed=None):
+    """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does; with
+    a `seed`, a random share stratified by class instead (for folders: their images come sorted by
+    class, and the last tenth would be the last class alone)."""
     n_val = int(round(len(x) * fraction))
     if n_val == 0:
         return (x, y), None
-    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+    if seed is None:
+        return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if len(np.unique(y)) <= min(n_val, len(y) - n_val) else None  # else too few to stratify
+    kept, held = train_test_split(np.arange(len(y)), test_size=n_val, random_state=seed, stratify=stratify)
+    return (x[kept], y[kept]), (x[held], y[held])
 
 
 @contextlib.contextmanager
@@ -175,7 +185,10 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
     config.validate()
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress)
+        size = config.input_size or model_spec(config.model).input_size  # folders read at the model's size
+        options = {"image_size": size} if size and config.dataset.startswith("folder:") else {}
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress, **options)
+    check_class_sizes(dataset.y_train, dataset.class_names, dataset.name)
     folder = Path(config.out) if config.out else new_run_folder(dataset.name, config.model)
     with hold_run_folder(folder, overwrite):
         return _train(config, dataset, folder, progress, callbacks)
@@ -184,11 +197,14 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
 def _train(config, dataset, folder, progress, callbacks):
     num_classes = len(dataset.class_names)
     y_train = np.asarray(dataset.y_train).reshape(-1)
-    (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
+    seed = config.seed if dataset.name.startswith("folder:") else None
+    (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split, seed)
+    training_images = np.bincount(y_fit, minlength=num_classes)
+    class_weight = balanced_class_weights(y_fit, num_classes) if config.class_weight else None
     saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
     write_json(folder / "config.json", saved_config)
     input_shape = dataset.x_train.shape[1:]
-    model = build_model(config.model, input_shape, num_classes)
+    model = starting_model(config, input_shape, dataset.class_names, progress)
     # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
     trainee = keras.Sequential([augmentation(config.augment, input_shape), model]) if config.augment else model
     if config.label_smoothing:  # Keras smooths only one-hot labels
@@ -197,8 +213,12 @@ def _train(config, dataset, folder, progress, callbacks):
             validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) \
         if config.label_smoothing else "sparse_categorical_crossentropy"
-    trainee.compile(optimizer=optimizer(config, math.ceil(len(x_fit) / config.batch_size)), loss=loss,
-                    metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
+
+    def compile_for(recipe):
+        trainee.compile(optimizer=optimizer(recipe, math.ceil(len(x_fit) / config.batch_size)), loss=loss,
+                        metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
+
+    compile_for(config)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     checkpoint, curve, divergence = RunCheckpoint(folder, model, metadata), TrainingCurve(folder), StopOnNaN()
     callbacks = [divergence, checkpoint, curve, *callbacks]
@@ -211,8 +231,15 @@ def _train(config, dataset, folder, progress, callbacks):
     start = time.perf_counter()
     try:
         with stop_on_sigterm():
-            trainee.fit(x_fit, y_fit, batch_size=config.batch_size, epochs=config.epochs,
-                        validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0)
+            fit = functools.partial(trainee.fit, x_fit, y_fit, batch_size=config.batch_size,
+                                    validation_data=validation, callbacks=callbacks, verbose=1 if progress else 0,
+                                    class_weight=class_weight)
+            fit(epochs=config.epochs)
+            if config.finetune_epochs and divergence.batch is None:  # the second phase of fine-tuning
+                unfreeze_top(model)
+                compile_for(dataclasses.replace(config, epochs=config.finetune_epochs, lr=config.lr * FINETUNE_RATE))
+                done = len(checkpoint.rows)
+                fit(initial_epoch=done, epochs=done + config.finetune_epochs)
     except KeyboardInterrupt:
         interrupted = True
         if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one
@@ -238,6 +265,8 @@ def _train(config, dataset, folder, progress, callbacks):
         "train_size": len(x_fit), "validation_size": len(validation[0]) if validation else 0,
         **environment(),
     }
+    for name, count in zip(dataset.class_names, training_images):  # the imbalance, beside the test results
+        metrics["per_class"][name]["training_images"] = int(count)
     if interrupted:  # what the saved model files hold
         metrics["weights"] = f"after epoch {len(checkpoint.rows)}" if checkpoint.rows else "part of epoch 1 (none finished)"
     reports.write_results(folder, metrics, dataset, probs, history=checkpoint.history(), steps=curve.rows,
