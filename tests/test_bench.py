@@ -69,3 +69,18 @@ def test_summary_line_is_the_last_word():
 def test_unknown_part_is_refused():
     with pytest.raises(ImgclsError, match="unknown bench part"):
         run_bench(["mnist", "speed"])
+
+
+def test_transfer_part_takes_classes_relabelled_and_at_most_so_many_of_each():
+    from imgcls.bench.transfer import classes_of, transfer_line
+    from imgcls.data import Dataset
+
+    y_train = np.array([[3], [0], [9], [3], [1], [0], [3]], np.uint8)  # CIFAR-shaped labels
+    x_train = np.arange(7, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    names = [f"c{i}" for i in range(10)]
+    cifar = Dataset("cifar10", x_train, y_train, x_train[:3], y_train[:3], names)
+    part = classes_of(cifar, ("c3", "c0"), per_class=1)
+    assert part.class_names == ["c3", "c0"] and part.y_train.tolist() == [0, 1]  # first of each, in order
+    assert part.x_train[:, 0, 0, 0].tolist() == [0, 1] and part.y_test.tolist() == [0, 1]
+    assert transfer_line({"scratch": 0.612, "finetune": 0.734}) == "transfer scratch=0.6120 finetune=0.7340"
+    assert transfer_line({"skipped": "no CIFAR-10"}) == "transfer scratch=n/a finetune=n/a"

@@ -66,7 +66,7 @@ def _classifier(net, x, num_classes, frozen):
           pretrained=KERAS_WEIGHTS + "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
           weights_hash="md5:d3e8ec802a04aa4fc771ee12a9a9b836")
 def mobilenet_v3_small(x, num_classes, weights, frozen):
-    """Pretrained MobileNetV3 Small (ImageNet, 0.9M parameters): the quickest on a CPU."""
+    """Pretrained MobileNetV3 Small (ImageNet; 0.9M parameters, 0.1 GFLOP an image): the quickest on a CPU."""
     net = keras.applications.MobileNetV3Small(input_shape=tuple(x.shape[1:]), include_top=False, weights=weights,
                                               pooling="avg", include_preprocessing=True)
     return _classifier(net, x, num_classes, frozen)
@@ -82,7 +82,7 @@ IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
           pretrained="https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
           weights_hash="md5:50bc09e76180e00e4465e1a485ddc09d")
 def efficientnet_b0(x, num_classes, weights, frozen):
-    """Pretrained EfficientNet-B0 (ImageNet, 4.0M parameters): more accurate, 6x the work of MobileNet."""
+    """Pretrained EfficientNet-B0 (ImageNet; 4.0M parameters, 0.7 GFLOP): more accurate, for the finetune recipe."""
     net = keras.applications.EfficientNetB0(input_shape=tuple(x.shape[1:]), include_top=False, weights=weights,
                                             pooling="avg")
     if weights is not None:
@@ -108,7 +108,7 @@ def caffe_preprocessing(x):
           pretrained=KERAS_WEIGHTS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
           weights_hash="md5:4d473c1dd8becc155b73f8504c6f6626")
 def resnet50(x, num_classes, weights, frozen):
-    """Pretrained ResNet-50 (ImageNet, 23.6M parameters): the classic, 70x the work of MobileNet."""
+    """Pretrained ResNet-50 (ImageNet; 23.6M parameters, 7.7 GFLOP): the classic, 80x MobileNet's work."""
     net = keras.applications.ResNet50(input_shape=tuple(x.shape[1:]), include_top=False, weights=weights,
                                       pooling="avg")
     return _classifier(net, caffe_preprocessing(x), num_classes, frozen)
