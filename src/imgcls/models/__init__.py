@@ -85,6 +85,7 @@ def build_model(name, input_shape, num_classes, input_size=None, weights="none",
     a new head trains (see imgcls.transfer for unfreezing its top later).
     """
     spec = model_spec(name)
+    check_weights(name, weights)
     input_shape = tuple(input_shape)
     inputs = keras.Input(shape=input_shape)
     x = inputs if len(input_shape) == 3 else layers.Reshape((*input_shape, 1))(inputs)
@@ -93,7 +94,6 @@ def build_model(name, input_shape, num_classes, input_size=None, weights="none",
         x = layers.Resizing(*size)(x)
     if spec.channels == 3 and x.shape[-1] == 1:
         x = layers.Concatenate()([x, x, x])  # grey pictures as colour ones
-    check_weights(name, weights)
     if spec.pretrained:  # raw pixels: each backbone normalises them as its weights expect
         from imgcls.models.backbones import weights_file
 
