@@ -110,3 +110,18 @@ def test_backends_line_names_every_backend_and_why_one_has_no_time():
     results = {"tensorflow": {"seconds_to_target": 8.64}, "jax": {"seconds_to_target": None},
                "torch": {"skipped": "not installed (pip install 'imgcls[torch]')"}}
     assert backends_line(results) == "backends tensorflow_s=8.6 jax_s=never torch_s=none"
+
+
+def test_transfer_part_takes_classes_relabelled_and_at_most_so_many_of_each():
+    from imgcls.bench.transfer import classes_of, transfer_line
+    from imgcls.data import Dataset
+
+    y_train = np.array([[3], [0], [9], [3], [1], [0], [3]], np.uint8)  # CIFAR-shaped labels
+    x_train = np.arange(7, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    names = [f"c{i}" for i in range(10)]
+    cifar = Dataset("cifar10", x_train, y_train, x_train[:3], y_train[:3], names)
+    part = classes_of(cifar, ("c3", "c0"), per_class=1)
+    assert part.class_names == ["c3", "c0"] and part.y_train.tolist() == [0, 1]  # first of each, in order
+    assert part.x_train[:, 0, 0, 0].tolist() == [0, 1] and part.y_test.tolist() == [0, 1]
+    assert transfer_line({"scratch": 0.612, "finetune": 0.734}) == "transfer scratch=0.6120 finetune=0.7340"
+    assert transfer_line({"skipped": "no CIFAR-10"}) == "transfer scratch=n/a finetune=n/a"

@@ -110,7 +110,7 @@ def build_parser():
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
     bench.add_argument("--only", help="comma-separated parts (default: all); an unknown name lists them")
-    bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 part")
+    bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 and transfer parts")
     bench.add_argument("--run", metavar="RUN", help="for the wild and export parts: measure this run folder or model "
                                                     "file instead of training recipes")
     return parser
@@ -233,8 +233,10 @@ def cmd_datasets(args):
 def cmd_models(args):
     from imgcls.models import list_models
 
-    for name, description in list_models().items():
-        print(f"{name:10} {description}")
+    models = list_models()
+    width = max(map(len, models))
+    for name, description in models.items():
+        print(f"{name:{width}} {description}")
 
 
 def cmd_bench(args):

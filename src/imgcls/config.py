@@ -65,6 +65,19 @@ class TrainConfig:
                                        "backend; worker 0, the chief, listens on its port and writes the run)",
                                  metavar="HOST:PORT,...")
     worker_index: int = option(0, "this process's place in --workers, from 0 (the chief)")
+    input_size: int | None = option(None, "side in pixels pictures are resized to inside the model (default: the "
+                                          "preset's own, 224 for the pretrained ones, else the dataset's); "
+                                          "folders are read at it")
+    weights: str | None = option(None, "a pretrained preset's starting weights: imagenet (downloaded once into the "
+                                       "imgcls cache), none (random), or FILE, a local copy of the file imagenet "
+                                       "downloads (default: imagenet; none with --init-from)")
+    init_from: str | None = option(None, "start from an earlier run's weights (its folder or model file): every "
+                                         "layer whose shapes match; a new head when the classes differ",
+                                   metavar="RUN")
+    finetune_epochs: int = option(0, "then this many epochs more with the top quarter of a frozen backbone "
+                                     "unfrozen, at a tenth of the learning rate")
+    class_weight: str | None = option(None, "balanced: weigh each class's loss by the inverse of its share of the "
+                                            "training images (for unbalanced folders)")
 
     def validate(self):
         """Reject wrong types and nonsense before any data is fetched, model built or file written."""
@@ -91,15 +104,26 @@ class TrainConfig:
              "must be from 0 to one less than the number of --workers (0 without them)"),
             ("batch_size", self.batch_size % max(1, len(self.worker_addresses())) == 0,
              "must split evenly between the workers (each takes an equal share of every batch)"),
+            ("input_size", self.input_size is None or self.input_size >= 8, "must be at least 8 pixels"),
+            ("finetune_epochs", self.finetune_epochs >= 0, "must not be negative"),
         ]
         for key, ok, rule in checks:
             if not ok:
                 raise InvalidValue(key, f"{rule}, got {getattr(self, key)!r}")
         from imgcls.augment import POLICIES  # here: these import Keras, which reading a config must not need
         from imgcls.data.folder import CACHE_MODES
-        from imgcls.models import model_spec
+        from imgcls.models import check_weights, model_spec
+        from imgcls.saving import resolve_model_path
 
-        model_spec(self.model)
+        spec = model_spec(self.model)
+        if spec.pretrained and self.input_size is not None and self.input_size < 32:
+            raise InvalidValue("input_size", f"must be at least 32 pixels for {self.model}, got {self.input_size}")
+        if self.weights is not None:
+            check_weights(self.model, self.weights)
+        if self.init_from is not None:
+            resolve_model_path(self.init_from)
+        if self.class_weight not in (None, *CLASS_WEIGHTS):
+            raise unknown("class weight", self.class_weight, CLASS_WEIGHTS)
         for key, valid in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("cache_mode", CACHE_MODES)):
             if getattr(self, key) not in valid:
                 raise unknown(key, getattr(self, key), valid)
@@ -129,6 +153,7 @@ def _check_type(key, value, annotation):
 SCHEDULES = ("onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
 BACKENDS = ("tensorflow", "jax", "torch")
+CLASS_WEIGHTS = ("balanced",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +167,11 @@ RECIPES = {
     "best": Recipe("highest accuracy within a few minutes of training",
                    dict(model="fast_wide", epochs=15, batch_size=128, lr=5e-3, augment="shift",
                         label_smoothing=0.1)),
+    # Keras's transfer-learning guide, on a CPU: the new head on the frozen backbone, then the top of
+    # the backbone with it, each phase stopped when validation loss stops improving.
+    "finetune": Recipe("a pretrained backbone for your own photos: head first, then the backbone's top",
+                       dict(model="efficientnet_b0", epochs=10, finetune_epochs=10, batch_size=32, lr=1e-3,
+                            schedule="constant", augment="shift,flip", early_stopping=3, validation_split=0.2)),
     # The tutorial notebook, kept honest: it is the baseline every speed claim is measured against.
     "seed": Recipe("the tutorial notebook, exactly (the baseline)",
                    dict(model="cnn2", epochs=5, batch_size=32, lr=1e-3, schedule="constant",

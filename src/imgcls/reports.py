@@ -12,6 +12,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from imgcls.runs import write_bytes, write_json, write_text
 
 PLOTS = ("curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png")
+UNBALANCED = 3  # largest to smallest class: the report says so, and suggests class weights
 
 
 def _save(fig, path):
@@ -55,10 +56,14 @@ def plot_curves(history, steps, path):
 
 
 def plot_confusion_matrix(matrix, class_names, path):
+    """Counts, not shares, and each true class labelled with its number of test images, so an
+    unbalanced test set shows as one."""
+    matrix = np.asarray(matrix)
     size = max(6, 0.6 * len(class_names))
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45, values_format="d")
+    ax.set_yticks(range(len(class_names)), [f"{name} ({n})" for name, n in zip(class_names, matrix.sum(axis=1))])
     ax.set_title("Confusion matrix (test set)")
     _save(fig, path)
 
@@ -128,9 +133,18 @@ def write_report(folder, metrics, config=None):
         lines += ["Configuration: " + ", ".join(f"`{k}={v}`" for k, v in config.items()), ""]
     if (folder / "curves.png").exists():
         lines += ["## Training curves", "", "![curves](curves.png)", ""]
-    lines += ["## Per-class results", "", "| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
+    per_class = metrics["per_class"]
+    trained = all("training_images" in m for m in per_class.values())  # a run's report, not an evaluation's
+    lines += ["## Per-class results", ""]
+    if trained:
+        counts = [m["training_images"] for m in per_class.values()]
+        if max(counts) >= UNBALANCED * min(counts):
+            lines += [f"The classes are unbalanced: {min(counts)} to {max(counts)} training images. "
+                      f"`--class-weight balanced` makes each class count as much in training.", ""]
+    lines += ["| class | precision | recall | F1 | test images |" + (" training images |" if trained else ""),
+              "|---|---|---|---|---|" + ("---|" if trained else "")]
     lines += [f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1-score']:.3f} | {m['support']} |"
-              for name, m in metrics["per_class"].items()]
+              + (f" {m['training_images']} |" if trained else "") for name, m in per_class.items()]
     lines += ["", "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
               "## Sample predictions", "", "![predictions](predictions.png)", "",
               "## Most confident mistakes", "", "![misclassified](misclassified.png)", ""]

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import math
 import signal
@@ -18,16 +19,18 @@ from keras import ops
 from imgcls import reports
 from imgcls.augment import augmentation
 from imgcls.batches import fit_data
+from imgcls.data.lazy import LazyImages
 from imgcls.config import TrainConfig
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.evaluate import evaluate
-from imgcls.models import build_model
+from imgcls.models import build_model, model_spec
 from imgcls.resume import (STATE_FILE, check_resumable, check_same_data, data_digest, finished_rows, restore_state,
                            save_state)
 from imgcls.runs import environment, hold_run_folder, new_run_folder, write_json, write_text
 from imgcls.saving import save_model
 from imgcls.tracking import check_installed, mlflow_run, tensorboard_logger
+from imgcls.transfer import FINETUNE_RATE, balanced_class_weights, check_class_sizes, starting_model, unfreeze_top
 
 
 @dataclasses.dataclass
@@ -152,12 +155,21 @@ def write_csv(path, rows):
     write_text(path, buffer.getvalue())
 
 
-def split_validation(x, y, fraction):
-    """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does."""
+def split_validation(x, y, fraction, seed=None):
+    """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does; with
+    a `seed`, a random share stratified by class instead (a small folder's classes then all appear in
+    validation in their proportions). A folder streamed from disk keeps the tail: its images already
+    come in a seeded random order, and picking rows would read them all."""
     n_val = int(round(len(x) * fraction))
     if n_val == 0:
         return (x, y), None
-    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+    if seed is None or isinstance(x, LazyImages):
+        return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if len(np.unique(y)) <= min(n_val, len(y) - n_val) else None  # else too few to stratify
+    kept, held = train_test_split(np.arange(len(y)), test_size=n_val, random_state=seed, stratify=stratify)
+    return (x[kept], y[kept]), (x[held], y[held])
 
 
 @contextlib.contextmanager
@@ -199,8 +211,11 @@ def train(config: TrainConfig, dataset=None, progress=True, callbacks=(), overwr
                           f"Keras distributes training over processes on JAX alone")
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
+        size = config.input_size or model_spec(config.model).input_size  # folders read at the model's size
+        options = {"image_size": size} if size and config.dataset.startswith("folder:") else {}
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, progress=progress,
-                               cache_mode=config.cache_mode, memory_budget=config.memory_budget)
+                               cache_mode=config.cache_mode, memory_budget=config.memory_budget, **options)
+    check_class_sizes(dataset.y_train, dataset.class_names, dataset.name)
     if config.worker_index:  # the chief alone writes the run folder; the others' checkpoints go to scratch
         with tempfile.TemporaryDirectory() as scratch:
             return _train(config, dataset, Path(scratch), progress, callbacks)
@@ -222,7 +237,10 @@ def recorded(config):
 def _train(config, dataset, folder, progress, callbacks):
     num_classes = len(dataset.class_names)
     y_train = np.asarray(dataset.y_train).reshape(-1)
-    (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split)
+    seed = config.seed if dataset.name.startswith("folder:") else None
+    (x_fit, y_fit), validation = split_validation(dataset.x_train, y_train, config.validation_split, seed)
+    training_images = np.bincount(y_fit, minlength=num_classes)
+    class_weight = balanced_class_weights(y_fit, num_classes) if config.class_weight else None
     data = data_digest(x_fit, y_fit)
     if config.resume:
         check_same_data(folder, data)
@@ -236,7 +254,7 @@ def _train(config, dataset, folder, progress, callbacks):
         replicas = distribution.num_model_replicas
         keras.distribution.set_distribution(distribution)  # the model built next, and its batches, span the workers
     input_shape = dataset.x_train.shape[1:]
-    model = build_model(config.model, input_shape, num_classes)
+    model = starting_model(config, input_shape, dataset.class_names, progress)
     # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
     trainee = keras.Sequential([augmentation(config.augment, input_shape), model]) if config.augment else model
     if config.label_smoothing:  # Keras smooths only one-hot labels
@@ -252,8 +270,12 @@ def _train(config, dataset, folder, progress, callbacks):
         steps_per_epoch = len(inputs["x"])
     # Keras's torch trainer runs one step per call
     steps_per_execution = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
-    trainee.compile(optimizer=optimizer(config, steps_per_epoch), loss=loss,
-                    metrics=["accuracy"], steps_per_execution=steps_per_execution)
+
+    def compile_for(recipe):
+        trainee.compile(optimizer=optimizer(recipe, steps_per_epoch), loss=loss,
+                        metrics=["accuracy"], steps_per_execution=steps_per_execution)
+
+    compile_for(config)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
     if config.resume:
         done, seconds_before = restore_state(trainee, folder)
@@ -273,8 +295,14 @@ def _train(config, dataset, folder, progress, callbacks):
     start = time.perf_counter()
     try:
         with stop_on_sigterm():
-            trainee.fit(**inputs, epochs=config.epochs, initial_epoch=done, callbacks=callbacks,
-                        verbose=1 if progress else 0)
+            fit = functools.partial(trainee.fit, **inputs, callbacks=callbacks, verbose=1 if progress else 0,
+                                    class_weight=class_weight)
+            fit(initial_epoch=done, epochs=config.epochs)
+            if config.finetune_epochs and divergence.batch is None:  # the second phase of fine-tuning
+                unfreeze_top(model)
+                compile_for(dataclasses.replace(config, epochs=config.finetune_epochs, lr=config.lr * FINETUNE_RATE))
+                finished = len(checkpoint.rows)
+                fit(initial_epoch=finished, epochs=finished + config.finetune_epochs)
     except KeyboardInterrupt:
         interrupted = True
         if checkpoint.rows:  # the weights of the last finished epoch, not a half-trained one
@@ -310,6 +338,8 @@ def _train(config, dataset, folder, progress, callbacks):
     }
     if config.workers:  # equal on every worker: each prints its own
         metrics["weights_sha256"] = workers.weights_digest(model)
+    for name, count in zip(dataset.class_names, training_images):  # the imbalance, beside the test results
+        metrics["per_class"][name]["training_images"] = int(count)
     if interrupted:  # what the saved model files hold
         metrics["weights"] = f"after epoch {len(checkpoint.rows)}" if checkpoint.rows else "part of epoch 1 (none finished)"
     if config.resume:

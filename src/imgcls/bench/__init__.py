@@ -19,6 +19,7 @@ from imgcls.bench.backends import backends_line, bench_backends, print_backends
 from imgcls.bench.export import bench_export, export_line, print_export
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
 from imgcls.bench.stream import bench_stream, print_stream
+from imgcls.bench.transfer import bench_transfer, transfer_line
 from imgcls.bench.wild import bench_wild, print_wild, wild_line
 from imgcls.data import load_dataset
 from imgcls.errors import ImgclsError
@@ -33,15 +34,28 @@ def _inference(options):
     return bench_inference({name: build_model(name, (28, 28), 10) for name in ("fast", "cnn2")}, x)
 
 
-def _cifar10(options):
-    """CIFAR-10 from the cache or --cifar-dir; skipped, said plainly, when neither has it."""
+def _load_cifar10(options):
+    """CIFAR-10 from the cache or --cifar-dir, or None, said plainly, when neither has it."""
     data_dir = options.get("cifar_dir")
     try:
-        cifar = load_dataset("cifar10", data_dir=data_dir if data_dir and Path(data_dir).exists() else None)
+        return load_dataset("cifar10", data_dir=data_dir if data_dir and Path(data_dir).exists() else None)
     except ImgclsError as e:
         print(f"Skipping CIFAR-10: {e}")
-        return {"skipped": f"no CIFAR-10: not cached and {data_dir} is absent"}
+        return None
+
+
+def _cifar10(options):
+    cifar = _load_cifar10(options)
+    if cifar is None:
+        return {"skipped": f"no CIFAR-10: not cached and {options.get('cifar_dir')} is absent"}
     return time_to_accuracy(cifar, "default", 0.85)[0]
+
+
+def _transfer(options):
+    cifar = _load_cifar10(options)
+    if cifar is None:
+        return {"skipped": f"no CIFAR-10: not cached and {options.get('cifar_dir')} is absent"}
+    return bench_transfer(cifar)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,7 @@ PARTS = {
     "export": Part(bench_export, print_export, export_line),
     "stream": Part(bench_stream, print_stream),
     "backends": Part(bench_backends, print_backends, backends_line),
+    "transfer": Part(_transfer, line=transfer_line),
 }
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "inference", "efficiency")
 

@@ -5,29 +5,37 @@ Every model takes raw uint8 pixels shaped like the dataset's arrays (a greyscale
 pixels at prediction time, in plain Keras, without this package. Saved models are pure inference:
 random augmentation lives in a training wrapper (imgcls.augment), never in the model.
 
-A new preset is one decorated function in `tutorial.py` or `ours.py` (or a new module imported at
-the bottom of this file): the CLI, `imgcls models` and the tests find it in the registry.
+A preset may need a fixed input (a pretrained backbone takes 224x224 colour pictures): its spec says
+so, and the model resizes the dataset's pixels and repeats grey ones to three channels inside
+itself, so the saved model still takes the dataset's own raw pixels.
+
+A new preset is one decorated function in `tutorial.py`, `ours.py` or `backbones.py` (or a new
+module imported at the bottom of this file): the CLI, `imgcls models` and the tests find it in the
+registry.
 """
 
 import dataclasses
+from pathlib import Path
 from typing import Callable
 
 import keras
 from keras import layers
 
-from imgcls.errors import unknown
+from imgcls.errors import InvalidValue, unknown
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """What a preset is and what it expects, for the factory and for `imgcls models`."""
     name: str
-    body: Callable       # (rescaled (H, W, C) tensor, num_classes) -> class probabilities
+    body: Callable       # (rescaled (H, W, C) tensor, num_classes) -> class probabilities; for a
+                         # pretrained preset (raw 0-255 tensor, num_classes, weights file or None, frozen)
     about: str           # one line for `imgcls models`
-    family: str          # "tutorial" (faithful to a notebook) or "ours"
+    family: str          # "tutorial" (faithful to a notebook), "ours" or "pretrained"
     input_size: tuple | None = None  # (H, W) the body needs; None: any size, the dataset's own
     channels: int | None = None      # channels the body needs; None: the dataset's own
-    pretrained: str | None = None    # where pretrained weights come from; None: trained from scratch
+    pretrained: str | None = None    # URL of the ImageNet weights file; None: trained from scratch
+    weights_hash: str | None = None  # "md5:<hex>" of that file, as Keras publishes it
 
 
 PRESETS: dict[str, ModelSpec] = {}
@@ -55,14 +63,46 @@ def model_spec(name) -> ModelSpec:
     return PRESETS[name]
 
 
-def build_model(name, input_shape, num_classes):
-    """Build preset `name` for raw pixel arrays of `input_shape` ((H, W) or (H, W, C))."""
+def check_weights(name, weights):
+    """Fail fast on weights that cannot apply: a pretrained preset takes "imagenet", "none" or a
+    weights file, the others "none" only."""
+    if weights == "none":
+        return
+    if not model_spec(name).pretrained:
+        pretrained = ", ".join(n for n, spec in PRESETS.items() if spec.pretrained)
+        raise InvalidValue("weights", f"{weights} applies only to the pretrained presets ({pretrained}); {name} "
+                                      f"starts from random weights (--init-from RUN starts from an earlier run's)")
+    if weights != "imagenet" and not Path(weights).expanduser().is_file():
+        raise InvalidValue("weights", f"must be imagenet, none or a weights file; {weights} is not a file")
+
+
+def build_model(name, input_shape, num_classes, input_size=None, weights="none", frozen=False):
+    """Build preset `name` for raw pixel arrays of `input_shape` ((H, W) or (H, W, C)).
+
+    input_size: side the pictures are resized to inside the model (default: the preset's own size,
+    else the dataset's). For a pretrained preset, weights is "imagenet" (downloaded once), "none"
+    or a weights file, and `frozen` keeps its backbone fixed, batch norm in inference mode, while
+    a new head trains (see imgcls.transfer for unfreezing its top later).
+    """
     spec = model_spec(name)
+    check_weights(name, weights)
     input_shape = tuple(input_shape)
     inputs = keras.Input(shape=input_shape)
     x = inputs if len(input_shape) == 3 else layers.Reshape((*input_shape, 1))(inputs)
-    x = layers.Rescaling(1.0 / 255)(x)
-    return keras.Model(inputs, spec.body(x, num_classes), name=name)
+    size = (input_size, input_size) if input_size else spec.input_size
+    if size and tuple(x.shape[1:3]) != tuple(size):
+        x = layers.Resizing(*size)(x)
+    if spec.channels == 3 and x.shape[-1] == 1:
+        x = layers.Concatenate()([x, x, x])  # grey pictures as colour ones
+    if spec.pretrained:  # raw pixels: each backbone normalises them as its weights expect
+        from imgcls.models.backbones import weights_file
+
+        path = weights_file(spec, weights)
+        outputs = spec.body(x, num_classes, str(path) if path else None, frozen)
+    else:
+        outputs = spec.body(layers.Rescaling(1.0 / 255)(x), num_classes)
+    return keras.Model(inputs, outputs, name=name)
 
 
 from imgcls.models import ours, tutorial  # noqa: E402,F401  (registers the presets)
+from imgcls.models import backbones  # noqa: E402,F401  (after ours: listed last)
