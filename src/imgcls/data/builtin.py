@@ -71,8 +71,11 @@ CLOTHES = dict(PHOTOS, epochs=5, warmup=0.2, augment="flip")
 # Handwriting as people write, photograph and draw it, not MNIST's test set alone: every digit in
 # half of each batch warped, re-penned, faded, blurred, crossed, shaded or speckled (imgcls.augment).
 # Two epochs of batch 125 (54,000 = 432 x 125: no ragged last batch to stall the compiled loop).
-DIGITS = dict(epochs=2, batch_size=125, augment="digits")
-DIGITS_BEST = dict(DIGITS, model="fast_wide", epochs=10, lr=5e-3, label_smoothing=0.1)
+# Label smoothing 0.1, over seeds 0-2: MNIST test 99.24% (99.23-99.26, was 99.14-99.30), 99.0%
+# reached after 1.0-1.26 epochs (was 1.5-1.76), other writers' digits 95.9% (was 95.2%), drawn
+# digits 0.6 point lower (98.9%).
+DIGITS = dict(epochs=2, batch_size=125, augment="digits", label_smoothing=0.1)
+DIGITS_BEST = dict(DIGITS, model="fast_wide", epochs=10, lr=5e-3)
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
