@@ -123,6 +123,11 @@ def _working(grey):
     return np.asarray(image, np.float32)
 
 
+def frame_border(image):
+    """The pixels along a picture's four edges: where the paper shows, whatever the digit does."""
+    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+
+
 def _clean_page(grey):
     """(ink, mask) for a digit on a uniform page (a scan, a drawing, a tight crop of either), or
     None for a photo. A uniform page has no lighting to remove, and its frame's border shows the
@@ -131,8 +136,7 @@ def _clean_page(grey):
     if grey.max() - grey.min() < MIN_CONTRAST:
         return None
     otsu = threshold_otsu(grey)
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    dark_ink = np.median(border) > otsu
+    dark_ink = np.median(frame_border(grey)) > otsu
     paper, strokes = (grey[grey > otsu], grey[grey <= otsu]) if dark_ink else (grey[grey <= otsu], grey[grey > otsu])
     level = np.median(paper)
     if 1.4826 * np.median(np.abs(paper - level)) >= UNIFORM * abs(level - np.median(strokes)):
@@ -158,8 +162,7 @@ def _flatten(grey):
     scikit-learn's digits)."""
     size = max(3, int(min(grey.shape) * OPENING) | 1)
     background = ndimage.uniform_filter(ndimage.grey_opening(grey, size=(size, size)), size)
-    border = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
-    return np.clip(grey - np.minimum(background, np.percentile(border, 98)), 0, None)
+    return np.clip(grey - np.minimum(background, np.percentile(frame_border(background), 98)), 0, None)
 
 
 def _threshold(ink):

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgcls.errors import ImgclsError
-from imgcls.digits import to_mnist
+from imgcls.digits import frame_border, to_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 WORKING_SIZE = 1024  # the digit and object conventions need no more detail than this; it bounds their memory
@@ -115,7 +115,7 @@ def to_model_input(image, input_shape, style="plain"):
 def light_on_dark(grey):
     """Light ink on black with the ink's peak at 255, as in MNIST and Fashion-MNIST: pictures whose
     border is mostly light are inverted, and the background's level is subtracted."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    border = frame_border(grey)
     if np.median(border) > 127:
         grey, border = 255 - grey, 255 - border
     ink = np.clip(grey - np.median(border), 0, None)
