@@ -69,3 +69,17 @@ def serve_in_thread(app):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # one stroke, in fractions of the canvas
+
+
+def press_stroke(page, stroke=SEVEN):
+    """Draw `stroke` on the page's #pad with the mouse, leaving the button down: lifting it is what
+    makes the page classify the drawing, so the caller lifts it (page.mouse.up())."""
+    box = page.locator("#pad").bounding_box()
+    points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=10)

@@ -24,11 +24,11 @@ from imgcls.images import open_image, to_model_input
 from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
 from imgcls.train import train
+from conftest import press_stroke
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set $CHROMIUM)")
-SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # one stroke, in fractions of the canvas
 LOCAL = ("file:", "blob:", "data:")  # all the page may load: no server, no network
 
 
@@ -116,12 +116,7 @@ def test_drawn_seven_reads_as_imgcls_predict_reads_it(page, run, tmp_path, capsy
     shown = re.fullmatch(r"dense on mnist · 10 classes · input 28×28 · test accuracy (\d+\.\d)%",
                          page.locator("#model").inner_text())
     assert shown and abs(float(shown[1]) - 100 * accuracy) <= 0.05, shown
-    box = page.locator("#pad").bounding_box()
-    points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in SEVEN]
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*point, steps=10)
+    press_stroke(page)
     page.mouse.up()  # the end of a stroke classifies the drawing
     page_top = shown_top(page)
     drawing = tmp_path / "drawing.png"  # the canvas, as the page classified it

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from imgcls.models import build_model
 from imgcls.saving import save_model
 from imgcls.serve import create_app
-from conftest import serve_in_thread
+from conftest import press_stroke, serve_in_thread
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # one stroke, in fractions of the canvas
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +51,7 @@ def page(server_url):
 
 
 def test_drawing_a_digit_shows_its_prediction(page):
-    box = page.locator("#pad").bounding_box()
-    points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in SEVEN]
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*point, steps=10)
+    press_stroke(page)
     with page.expect_response("**/predict**") as answer:
         page.mouse.up()  # the end of a stroke sends the drawing
     assert answer.value.ok
