@@ -1,11 +1,14 @@
 """The digit finder: a photographed or scanned digit becomes a centred MNIST-convention frame."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
 
 from imgcls.digits import find_ink, to_mnist
+from imgcls.robustness.capture import compose, photograph
 
 DIGITS = range(10)  # the first ten MNIST test digits: 7 2 1 0 4 1 4 9 5 9
 
@@ -174,3 +177,18 @@ def test_broken_table_edge_is_not_part_of_the_digit(digits):
     frame, without = to_mnist(picture), to_mnist(paper)
     shifted = [np.roll(frame, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     assert max(correlation(s, without) for s in shifted) > 0.95  # the same digit, give or take a pixel
+
+
+
+@pytest.mark.parametrize("index", [3152, 3192, 3233, 3766])
+def test_thin_dark_ink_on_unevenly_lit_photos(mnist, index):
+    """Captured photos where a thin digit covers less than the 1% percentile reaches and the light
+    spreads the paper as far on its bright side: the median rule alone read the ink as light and
+    took a lit patch of paper for the digit. In either polarity, the digit found lies on the ink."""
+    rng = np.random.default_rng([7, index])
+    scene = compose(mnist.x_test[index], rng)
+    photo = np.asarray(Image.open(io.BytesIO(photograph(scene, rng))).convert("L"))
+    for picture in (photo, 255 - photo):
+        _, mask = find_ink(picture)
+        ink = np.asarray(Image.fromarray(scene.ink).resize(mask.shape[::-1], Image.Resampling.BOX)) > 0.05
+        assert ndimage.binary_dilation(ink, iterations=2)[mask].mean() > 0.9

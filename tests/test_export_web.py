@@ -174,6 +174,9 @@ def pictures(mnist):
             "blank.png": encoded(Image.new("L", (90, 120), 200)),
             "tight crop.png": encoded(tight.resize((tight.width * 4, tight.height * 4), Image.Resampling.BICUBIC)),
             "table edge.png": encoded(Image.fromarray(table)),
+            # thin dark ink, unevenly lit: the median rule cannot tell the polarity, the flattened ink can
+            "thin ink photo.png": encoded(Image.open(io.BytesIO(
+                capture_jpeg(mnist.x_test[3152], np.random.default_rng([7, 3152]))))),
             "over 1024 px.jpg": encoded(big, "JPEG", quality=90)}
 
 

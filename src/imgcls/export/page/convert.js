@@ -14,7 +14,7 @@ const imgclsConvert = (() => {
   const WORKING_SIZE = 1024, WORK = 160, OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
   const PAPER_SPREAD = 5, LINE_SPAN = 0.6, LINE_THICKNESS = 0.04, THIN = 0.06, HUG = [0.3, 0.35];
   const SPECK = 0.05, GAP = 0.3, GROW = 0.1, MNIST_STROKE = 2.3, STROKE_BAND = [0.9, 1.1];
-  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51;
+  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51, POLARITY_MARGIN = 0.15;
 
   // ---- numbers as Python, numpy and Pillow make them ----
 
@@ -351,8 +351,13 @@ const imgclsConvert = (() => {
   function lightInk(grey) { // _light_ink
     const level = median32(grey.data);
     const low = percentile(grey.data, 1, false), high = percentile(grey.data, 99, false);
-    if (!(level - low > high - level)) return grey;
-    return image(grey.width, grey.height, 1, grey.data.map((v) => 255 - v));
+    const margin = ((level - low) - (high - level)) / Math.max(high - low, 1e-6);
+    const inverted = image(grey.width, grey.height, 1, grey.data.map((v) => 255 - v));
+    if (Math.abs(margin) < POLARITY_MARGIN) {
+      const dark = flatten(inverted).data, light = flatten(grey).data;
+      return percentile(dark, 99.9) > percentile(light, 99.9) ? inverted : grey;
+    }
+    return margin > 0 ? inverted : grey;
   }
 
   function border(values, width, height) { // np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
