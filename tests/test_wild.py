@@ -30,6 +30,20 @@ def test_the_captured_set_is_made_once_and_whole(mnist, tmp_path, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.jpg")} == stamp  # read, not made again
 
 
+def test_a_changed_simulator_makes_a_new_captured_set(mnist, tmp_path, monkeypatch):
+    """The cache once served pictures an earlier draft of the simulator had made; its name now
+    carries the simulator's digest, so a change to capture.py makes a fresh set."""
+    import imgcls.bench.wild as wild
+
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
+    before = captured_folder(mnist.x_test, mnist.y_test, count=2)
+    next(before.iterdir()).rename(before / "stale")  # what an older simulator left
+    monkeypatch.setattr(wild, "made_by", lambda module: "changed")
+    after = captured_folder(mnist.x_test, mnist.y_test, count=2)
+    assert after != before and not (after / "stale").exists()
+    assert sorted(p.name for p in after.iterdir()) == sorted(str(int(y)) for y in set(mnist.y_test[:2]))
+
+
 def test_summary_line():
     row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "writers": 0.96, "mnist_c": {}}
     assert wild_line({"measured": "default", "rows": {"seed": {**row, "clean": 0.5}, "default": row}}) == \

@@ -12,6 +12,8 @@ The other sets are made from MNIST's test digits with fixed seeds; all are cache
 """
 
 import dataclasses
+import hashlib
+import inspect
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ from imgcls.config import resolve_config
 from imgcls.data import cache_dir, load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.predict import predict_files
+from imgcls.robustness import capture, corruptions
 from imgcls.robustness.capture import write_captured_set
 from imgcls.robustness.corruptions import CORRUPTIONS, mnist_c
 from imgcls.runs import atomic_folder, atomic_path
@@ -34,9 +37,15 @@ DRAWN = (5000, 200)  # first test digit drawn, and how many: a different slice f
 PRESETS = ("seed", "default", "best")  # trained and measured when no --run is given
 
 
+def made_by(module):
+    """A short digest of the module that makes a cached set: a changed generator makes a new set,
+    where a cache named by seed alone kept serving pictures an older draft had made."""
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:8]
+
+
 def corrupted_sets(x_test, seed=SEED):
     """{corruption: images} of the whole test set, made once and cached."""
-    path = cache_dir() / "robustness" / f"mnist_c-seed{seed}.npz"
+    path = cache_dir() / "robustness" / f"mnist_c-seed{seed}-{made_by(corruptions)}.npz"
     if path.is_file():
         with np.load(path) as npz:
             if set(npz.files) == set(CORRUPTIONS):
@@ -49,7 +58,7 @@ def corrupted_sets(x_test, seed=SEED):
 
 def captured_folder(x_test, y_test, seed=SEED, count=CAPTURED):
     """A folder of `count` captured pictures, <label>/<index>.jpg, made once and cached whole."""
-    folder = cache_dir() / "robustness" / f"captured-seed{seed}-{count}"
+    folder = cache_dir() / "robustness" / f"captured-seed{seed}-{count}-{made_by(capture)}"
     if not folder.is_dir():
         with atomic_folder(folder) as scratch:  # the whole set appears at once, or not at all
             write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
