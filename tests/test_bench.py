@@ -11,6 +11,7 @@ from imgcls.bench import run_bench, summary_line
 from imgcls.bench.backends import backends_line
 from imgcls.bench.export import export_line, measure, print_export
 from imgcls.bench.load import untrained_model
+from imgcls.bench.photos import photos_line
 from imgcls.bench.speed import TimeToAccuracy, forward_flops, speedup
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
@@ -125,3 +126,27 @@ def test_transfer_part_takes_classes_relabelled_and_at_most_so_many_of_each():
     assert part.x_train[:, 0, 0, 0].tolist() == [0, 1] and part.y_test.tolist() == [0, 1]
     assert transfer_line({"scratch": 0.612, "finetune": 0.734}) == "transfer scratch=0.6120 finetune=0.7340"
     assert transfer_line({"skipped": "no CIFAR-10"}) == "transfer scratch=n/a finetune=n/a"
+
+
+def test_checks_far_below_the_target_come_once_an_epoch():
+    """A long run far from its mark should not spend minutes on checks: below target - 5 points the
+    next check is an epoch later; near the target, four an epoch again."""
+    x = np.zeros((512, 8, 8), np.uint8)
+    y = np.zeros(512, np.uint8)
+    model = build_model("dense", (8, 8), 2)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    far = TimeToAccuracy(x[:64], np.ones(64), target=0.9)  # every check scores 0: far below
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[far])
+    assert [p[0] for p in far.points] == [0.25, 1.25, 2.25]
+    near = TimeToAccuracy(x[:64], y[:64], target=0.9)  # every check scores 1: at the mark
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[near])
+    assert [p[0] for p in near.points] == [0.25, 0.5, 0.75, 1.0]
+    assert near.epochs_to(0.9) == 0.25 and far.epochs_to(0.5) is None
+
+
+def test_photos_line_reads_mean_accuracy_and_compute_of_both_rows():
+    results = {"cifar10": {"runs": [{}], "accuracy": 0.90123, "pflop": 0.1281},
+               "fashion": {"runs": [{}], "accuracy": 0.9461, "pflop": 0.0291}}
+    assert photos_line(results) == "photos cifar10_acc=0.9012 cifar10_pflop=0.128 fashion_acc=0.9461 fashion_pflop=0.029"
+    assert photos_line({"cifar10": {"skipped": "no CIFAR-10"}}) == \
+        "photos cifar10_acc=n/a cifar10_pflop=n/a fashion_acc=n/a fashion_pflop=n/a"

@@ -37,3 +37,35 @@ def test_tutorial_presets_match_tutorial_parameter_counts(name, shape):
 def test_unknown_model_lists_valid_names_and_suggests():
     with pytest.raises(ImgclsError, match=r"unknown model 'cnn22'.*Did you mean 'cnn2'.*dense"):
         build_model("cnn22", (28, 28), 10)
+
+
+def test_airnet_starts_from_whitened_patches_and_identity_convolutions():
+    """airbench's data-dependent start: the frozen first layer makes the training images' 2x2
+    patches uncorrelated with unit variance, and the other convolutions pass channels through."""
+    import keras
+
+    from imgcls.models import model_spec
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(600, 33, 33, 3))
+    correlated = noise[:, 1:, 1:] + noise[:, :-1, 1:] + noise[:, 1:, :-1] + noise[:, 1:, 1:, ::-1]  # neighbours, channels
+    images = np.clip(128 + 20 * correlated, 0, 255).astype(np.uint8)
+    model = build_model("airnet", (32, 32, 3), 10)
+    model_spec("airnet").prepare(model, images)
+    whitening = model.get_layer("whitening")
+    trainable = {v.path for v in model.trainable_weights}
+    assert whitening.kernel.path not in trainable and whitening.bias.path in trainable
+    out = keras.ops.convert_to_numpy(keras.Model(model.input, whitening.output)(images[:500]))
+    half = out[..., :12].reshape(-1, 12)  # the other half are their negatives
+    np.testing.assert_allclose(out[..., 12:], -half.reshape(out[..., 12:].shape), atol=1e-4)
+    covariance = np.cov(half, rowvar=False)
+    assert np.all(np.abs(covariance - np.diag(np.diag(covariance))) < 0.01)  # uncorrelated
+    assert np.all((np.diag(covariance) > 0.9) & (np.diag(covariance) < 1.01))  # unit variance, up to the eps
+    assert abs(half.mean()) < 0.05
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer is not whitening]
+    for layer in convolutions:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        n = min(kernel.shape[2:])
+        identity = np.zeros(kernel.shape[:3] + (n,), np.float32)
+        identity[1, 1, np.arange(n), np.arange(n)] = 1
+        np.testing.assert_array_equal(kernel[..., :n], identity)

@@ -204,3 +204,25 @@ def test_a_folder_another_run_is_writing_into_is_refused(small_mnist, tmp_path):
           callbacks=[TryASecondRun()])
     assert "another run is writing into" in outcome["error"]
     assert not (tmp_path / ".lock").exists()
+
+
+def test_offset_boost_moves_batch_norm_offsets_that_many_times_further():
+    """airbench trains batch norm's offsets at 64 times the rate: one step of the same gradient moves
+    beta 64 times as far as plain SGD does, and every other weight as far."""
+    from imgcls.train import OffsetBoostSGD
+
+    def one_step(boost):
+        layer = keras.layers.BatchNormalization()
+        layer.build((None, 3))
+        dense = keras.layers.Dense(3)
+        dense.build((None, 3))
+        variables = [layer.beta, dense.kernel]
+        before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+        OffsetBoostSGD(0.01, momentum=0.9, nesterov=True, boost=boost).apply(
+            [keras.ops.ones((3,)), keras.ops.ones((3, 3))], variables)
+        return [keras.ops.convert_to_numpy(v) - b for v, b in zip(variables, before)]
+
+    (beta_plain, kernel_plain), (beta_boosted, kernel_boosted) = one_step(1), one_step(64)
+    np.testing.assert_allclose(beta_boosted, 64 * beta_plain, rtol=1e-5)
+    np.testing.assert_allclose(kernel_boosted, kernel_plain, rtol=1e-6)
+    assert np.all(beta_plain < 0)

@@ -8,6 +8,8 @@ like Keras's own image layers, it augments when called directly.
 
 Policies (`kind`, a comma list):
 - "shift": translations up to 1/8 of the side, as the fast CIFAR-10 recipes use.
+- "nudge": translations up to 2 pixels, edges mirrored, as airbench's pad-and-crop: a small
+  shift that keeps a photo's edges natural.
 - "flip": horizontal mirror images, for photos and clothes (never digits: a mirrored 2 is no digit).
 - "auto": shift, and flip for colour images.
 - "digits": how handwriting differs between writers, pens, paper and cameras, on half of each
@@ -27,7 +29,7 @@ from keras import layers, ops
 
 from imgcls.errors import unknown
 
-POLICIES = ("auto", "shift", "flip", "digits")
+POLICIES = ("auto", "shift", "nudge", "flip", "digits")
 
 
 def augmentation(kind, input_shape):
@@ -45,6 +47,9 @@ def augmentation(kind, input_shape):
         steps.append(layers.RandomFlip("horizontal"))
     if "shift" in kinds:
         steps.append(layers.RandomTranslation(0.125, 0.125, fill_mode="constant"))
+    if "nudge" in kinds:
+        steps.append(layers.RandomTranslation(2 / input_shape[0], 2 / input_shape[1], fill_mode="reflect",
+                                              interpolation="nearest"))
     if "digits" in kinds:
         steps.append(digits())
     if len(input_shape) == 2:  # image layers need a channel axis

@@ -109,7 +109,11 @@ def build_parser():
     commands.add_parser("models", help="list the model presets")
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
-    bench.add_argument("--only", help="comma-separated parts (default: all); an unknown name lists them")
+    bench.add_argument("--only", help="comma-separated parts (default: all but cifar10-94); an unknown name lists "
+                                      "them")
+    bench.add_argument("--seeds", type=int, default=1, help="seeds for the cifar10 and fashion rows, reported as mean "
+                                                            "and spread (default 1: three CIFAR-10 seeds take most "
+                                                            "of an hour on 2 CPU cores)")
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 and transfer parts")
     bench.add_argument("--run", metavar="RUN", help="for the wild and export parts: measure this run folder or model "
                                                     "file instead of training recipes")
@@ -240,10 +244,12 @@ def cmd_models(args):
 
 
 def cmd_bench(args):
-    from imgcls.bench import PARTS, run_bench
+    from imgcls.bench import DEFAULT_PARTS, run_bench
 
-    parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else tuple(PARTS)
-    run_bench(parts, cifar_dir=args.cifar_dir, run=args.run)
+    if args.seeds < 1:
+        raise InvalidValue("seeds", f"must be at least 1, got {args.seeds}")
+    parts = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else DEFAULT_PARTS
+    run_bench(parts, cifar_dir=args.cifar_dir, run=args.run, seeds=args.seeds)
 
 
 def _choose_backend(args):

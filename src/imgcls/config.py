@@ -31,12 +31,13 @@ class TrainConfig:
     lr: float = option(1e-2, "(peak) learning rate")
     schedule: str = option("onecycle", "onecycle (linear warm-up, then linear decay to zero) or constant")
     warmup: float = option(0.2, "share of the steps spent warming up in the one-cycle schedule")
+    offset_lr: float = option(1.0, "learning-rate multiplier for batch norm's offsets with sgd (airbench: 64)")
     weight_decay: float = option(0.0, "decoupled weight decay, per step, scaled by the learning rate")
     label_smoothing: float = option(0.0, "share of each label spread over the other classes")
     steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
     validation_split: float = option(0.1, "share of the training set held out (from its end, as Keras does)")
-    augment: str | None = option(None, "random augmentation in training, a comma list: shift, flip, digits "
-                                        "(handwriting), or auto (the value when given alone: shift, and flip "
+    augment: str | None = option(None, "random augmentation in training, a comma list: shift, nudge, flip, "
+                                        "digits (handwriting), or auto (the value when given alone: shift, and flip "
                                         "for colour images)",
                                  const="auto", metavar="KINDS")
     tta: bool = option(False, "also report test accuracy averaged with mirror images (for photos)")
@@ -95,6 +96,7 @@ class TrainConfig:
             ("validation_split", 0 <= self.validation_split < 1, "must be in [0, 1)"),
             ("early_stopping", self.early_stopping is None or self.early_stopping >= 1, "must be at least 1"),
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("offset_lr", 0 < self.offset_lr < float("inf"), "must be a positive, finite number"),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),

@@ -60,13 +60,28 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
+class OffsetBoostSGD(keras.optimizers.SGD):
+    """Nesterov SGD whose batch-norm offsets (beta) take `boost` times the learning rate, as airbench
+    trains them; their weight decay stays the others'. A plain SGD when `boost` is 1."""
+
+    def __init__(self, *args, boost=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.boost = boost
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.boost != 1 and variable.name == "beta":
+            learning_rate = ops.multiply(learning_rate, self.boost)
+        super().update_step(gradient, variable, learning_rate)
+
+
 def optimizer(config: TrainConfig, steps_per_epoch):
     rate = config.lr
     if config.schedule == "onecycle":
         total = max(2, config.epochs * steps_per_epoch)
         rate = OneCycle(config.lr, total, config.warmup * total)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+        return OffsetBoostSGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None,
+                              boost=config.offset_lr)
     return keras.optimizers.Adam(rate, weight_decay=config.weight_decay or None)
 
 
@@ -254,7 +269,7 @@ def _train(config, dataset, folder, progress, callbacks):
         replicas = distribution.num_model_replicas
         keras.distribution.set_distribution(distribution)  # the model built next, and its batches, span the workers
     input_shape = dataset.x_train.shape[1:]
-    model = starting_model(config, input_shape, dataset.class_names, progress)
+    model = starting_model(config, input_shape, dataset.class_names, progress, images=x_fit)
     # Augmentation wraps the model for training only; the model saved is the inner, pure-inference one.
     trainee = keras.Sequential([augmentation(config.augment, input_shape), model]) if config.augment else model
     if config.label_smoothing:  # Keras smooths only one-hot labels

@@ -19,15 +19,18 @@ FINETUNE_RATE = 0.1    # the second phase's learning rate, as a share of the fir
 MIN_IMAGES_PER_CLASS = 5  # fewer leaves nothing to validate on, or almost nothing to learn from
 
 
-def starting_model(config, input_shape, class_names, progress=True):
+def starting_model(config, input_shape, class_names, progress=True, images=None):
     """The model training starts from, as `config` says: its preset built for `input_shape`, with
-    pretrained backbone weights (default ImageNet, none with --init-from) and the earlier run's
-    weights copied in. A backbone starting from learnt weights is frozen (see imgcls.models)."""
-    pretrained = model_spec(config.model).pretrained is not None
-    weights = config.weights or ("imagenet" if pretrained and not config.init_from else "none")
-    frozen = pretrained and (weights != "none" or bool(config.init_from))
+    pretrained backbone weights (default ImageNet, none with --init-from), the preset's start from
+    the training `images` if it has one and they are given, and the earlier run's weights copied in. A backbone
+    starting from learnt weights is frozen (see imgcls.models)."""
+    spec = model_spec(config.model)
+    weights = config.weights or ("imagenet" if spec.pretrained and not config.init_from else "none")
+    frozen = spec.pretrained is not None and (weights != "none" or bool(config.init_from))
     model = build_model(config.model, input_shape, len(class_names), input_size=config.input_size,
                         weights=weights, frozen=frozen)
+    if spec.prepare and images is not None:
+        spec.prepare(model, images)
     if config.init_from:
         copied, total = copy_matching_layers(config.init_from, model, class_names)
         say(f"--init-from {config.init_from}: {copied} of {total} layers copied, the rest start afresh", progress)

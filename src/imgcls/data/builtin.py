@@ -68,6 +68,9 @@ PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd", lr=0.
               weight_decay=2.5e-3, label_smoothing=0.2, validation_split=0.0, augment="shift,flip",
               steps_per_execution=1, tta=True)
 CLOTHES = dict(PHOTOS, epochs=5, warmup=0.2, augment="flip")
+AIRNET = dict(model="airnet", epochs=13, batch_size=512, optimizer="sgd", lr=0.5, warmup=0.23, weight_decay=0.01,
+              offset_lr=64, label_smoothing=0.2, validation_split=0.0, augment="nudge,flip", steps_per_execution=4,
+              tta=True)
 # Handwriting as people write, photograph and draw it, not MNIST's test set alone: every digit in
 # half of each batch warped, re-penned, faded, blurred, crossed, shaded or speckled (imgcls.augment).
 # Two epochs of batch 125 (54,000 = 432 x 125: no ragged last batch to stall the compiled loop).

@@ -36,6 +36,7 @@ class ModelSpec:
     channels: int | None = None      # channels the body needs; None: the dataset's own
     pretrained: str | None = None    # URL of the ImageNet weights file; None: trained from scratch
     weights_hash: str | None = None  # "md5:<hex>" of that file, as Keras publishes it
+    prepare: Callable | None = None  # (model, training images) -> None: a start that depends on the data
 
 
 PRESETS: dict[str, ModelSpec] = {}
