@@ -23,8 +23,10 @@ def _strided(x, num_classes, widths, dense):
 
 @register("ours")
 def fast(x, num_classes):
-    """Ours, the default: per-image normalisation, strided Conv 16, Conv 32, pool, Dense 128 with batch norm."""
-    return _strided(x, num_classes, (16, 32), 128)
+    """Ours, the default: per-image normalisation, strided Conv 16, Conv 32, pool, Dense 192 with batch norm."""
+    # Dense 192 rather than 128, over seeds 0-2 of the default recipe: other writers' digits 95.9 ->
+    # 96.4%, captured photos +0.2, MNIST test 99.24 -> 99.29%, 99% as early; 8% more compute a step.
+    return _strided(x, num_classes, (16, 32), 192)
 
 
 @register("ours")
