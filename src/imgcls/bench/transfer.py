@@ -15,17 +15,18 @@ import numpy as np
 
 from imgcls.config import resolve_config
 from imgcls.data import Dataset
+from imgcls.data.builtin import CONVNET_PHOTOS
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
 VEHICLES = ("airplane", "automobile", "ship", "truck")
 PER_CLASS = 100  # training images of each vehicle class: a small folder of your own photos
-# Pretraining: the CIFAR-10 recipe (data/builtin.py) cut to 8 epochs, 74% on the animals; with 3
-# (51%) the animal features were too weak to help (fine-tuned 0.60, from scratch 0.61).
-PRETRAIN = dict(epochs=8)
+# Pretraining: convnet's CIFAR-10 recipe (data/builtin.py) cut to 8 epochs, 74% on the animals;
+# with 3 (51%) the animal features were too weak to help (fine-tuned 0.60, from scratch 0.61).
+PRETRAIN = dict(CONVNET_PHOTOS, epochs=8)
 # The small set, the same for both runs: 40 epochs of 400 images, Adam at 3e-3 with the one-cycle
 # schedule, shifts and mirrors. Chosen for the run from scratch: the photo recipe's SGD at 0.2
 # diverged on 400 images (0.32), SGD at 0.05 reached 0.54, this 0.61.
-SMALL = dict(epochs=40, batch_size=50, optimizer="adam", lr=3e-3, weight_decay=0.0)
+SMALL = dict(CONVNET_PHOTOS, epochs=40, batch_size=50, optimizer="adam", lr=3e-3, weight_decay=0.0)
 
 
 def classes_of(cifar, names, per_class=None):

@@ -62,15 +62,24 @@ FASHION_IDX = {name: f"sha256:{digest}" for name, digest in zip(IDX_FILES, (
     "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"))}
-# The fast CIFAR-10 scripts' recipe (airbench), scaled down to a CPU: SGD with a high peak rate,
-# weight decay, label smoothing 0.2, all the training images (no hold-out), mirror-image TTA.
-PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd", lr=0.2, warmup=0.05,
-              weight_decay=2.5e-3, label_smoothing=0.2, validation_split=0.0, augment="shift,flip",
-              steps_per_execution=1, tta=True)
-CLOTHES = dict(PHOTOS, epochs=5, warmup=0.2, augment="flip")
-AIRNET = dict(model="airnet", epochs=13, batch_size=512, optimizer="sgd", lr=0.5, warmup=0.23, weight_decay=0.01,
+# The fast CIFAR-10 scripts' recipe (airbench) on a CPU's budget: airnet (imgcls.models.ours) for 6
+# epochs, 0.124 PFLOP of training: Nesterov SGD with airbench's per-example step size (0.5 at batch
+# 512 with momentum 0.9 is its 1.5 at 1024 with 0.85) and batch-norm offsets at 64x, a triangular
+# schedule peaking at 23%, decoupled weight decay, label smoothing 0.2, 2-pixel shifts and mirrors,
+# every training image, mirror TTA. CIFAR-10, seed 0: 86.8% (87.7% with TTA) where the previous
+# recipe (CONVNET_PHOTOS) reached 84.2% (85.5%) with 0.13 PFLOP; airnet at (32, 128, 128) for 13
+# epochs (0.129 PFLOP) 86.9% (88.1%), as good for the compute but slower on a CPU.
+PHOTOS = dict(model="airnet", epochs=6, batch_size=512, optimizer="sgd", lr=0.5, warmup=0.23, weight_decay=0.01,
               offset_lr=64, label_smoothing=0.2, validation_split=0.0, augment="nudge,flip", steps_per_execution=4,
               tta=True)
+# The previous photo recipe, after the same scripts: convnet, SGD peaking at 0.2. Clothes still train
+# better with it than with airnet for their budget (0.03 PFLOP, Fashion-MNIST with TTA): 93.9% for
+# 5 epochs, against airnet's 92.9% at (32, 128, 128) for 3, 93.5% at (24, 96, 96) for 6 and 93.8%
+# at (16, 64, 64) for 14.
+CONVNET_PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd", lr=0.2, warmup=0.05,
+                      weight_decay=2.5e-3, offset_lr=1.0, label_smoothing=0.2, validation_split=0.0,
+                      augment="shift,flip", steps_per_execution=1, tta=True)
+CLOTHES = dict(CONVNET_PHOTOS, epochs=5, warmup=0.2, augment="flip")
 # Handwriting as people write, photograph and draw it, not MNIST's test set alone: every digit in
 # half of each batch warped, re-penned, faded, blurred, crossed, shaded or speckled (imgcls.augment).
 # Two epochs of batch 125 (54,000 = 432 x 125: no ragged last batch to stall the compiled loop).

@@ -93,10 +93,11 @@ def prepare_airnet(model, images):
 
 
 @register("ours", prepare=prepare_airnet)
-def airnet(x, num_classes, widths=(32, 128, 128)):
-    """Ours, for photos and clothes, after the airbench speed-run network: frozen patch whitening, three GELU conv-pool-conv blocks."""
-    # airbench94's widths are (64, 256, 256): a quarter of its compute per image buys four times the
-    # epochs on a CPU's budget.
+def airnet(x, num_classes, widths=(48, 192, 192)):
+    """Ours, for photos, after the airbench speed-run network: frozen patch whitening, three GELU conv-pool-conv blocks."""
+    # airbench94's widths are (64, 256, 256). On CIFAR-10's 0.13 PFLOP, (48, 192, 192) for 6 epochs
+    # and (32, 128, 128) for 13 ended level (87.7% and 88.1% with TTA, seed 0), the wider one trains
+    # at 139 GFLOP/s on 2 cores, the narrower one at about 120.
     x = layers.Conv2D(2 * 4 * x.shape[-1], 2, name="whitening")(x)
     x = layers.Activation("gelu")(x)
     for filters in widths:
