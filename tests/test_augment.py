@@ -5,7 +5,7 @@ import pytest
 from imgcls.augment import POLICIES, OnShare, RandomNoise, RandomStroke, augmentation
 from imgcls.errors import ImgclsError
 
-SHAPES = {"shift": (28, 28), "flip": (32, 32, 3), "auto": (32, 32, 3), "digits": (28, 28)}
+SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "auto": (32, 32, 3), "digits": (28, 28)}
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,20 @@ def test_digits_policy_rebuilds_from_its_config():
     # Keras clones and summarises layers through their configs; the custom layers must take part.
     config = augmentation("digits", (28, 28)).get_config()
     assert keras.Sequential.from_config(config).get_config() == config
+
+
+def test_nudge_shifts_whole_pixels_by_at_most_two_with_mirrored_edges():
+    """airbench's pad-and-crop: every picture moves by whole pixels, at most 2 each way, and its
+    edges are filled from the picture itself (mirrored), never with black."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1, 255, (32, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(3)
+    out = run(augmentation("nudge", (32, 32, 3)), x, training=True)
+    assert out.min() > 0  # nothing filled with black
+    moved = 0
+    for picture, nudged in zip(x, out):
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if np.array_equal(nudged[2:-2, 2:-2], np.roll(picture, (dy, dx), axis=(0, 1))[2:-2, 2:-2])]
+        assert shifts, "not a whole-pixel shift of at most 2"
+        moved += shifts[0] != (0, 0)
+    assert moved > len(x) // 2

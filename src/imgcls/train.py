@@ -62,14 +62,20 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 class OffsetBoostSGD(keras.optimizers.SGD):
     """Nesterov SGD whose batch-norm offsets (beta) take `boost` times the learning rate, as airbench
-    trains them; their weight decay stays the others'. A plain SGD when `boost` is 1."""
+    trains them; their weight decay stays the others'. A plain SGD when `boost` is 1. The offsets are
+    found by their Keras names when the optimizer is built: inside the update, TensorFlow hands over
+    its own variables, named "<layer>/beta:0"."""
 
     def __init__(self, *args, boost=1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.boost = boost
 
+    def build(self, variables):
+        super().build(variables)
+        self.boosted = {self._var_key(v) for v in variables if v.name == "beta"} if self.boost != 1 else set()
+
     def update_step(self, gradient, variable, learning_rate):
-        if self.boost != 1 and variable.name == "beta":
+        if self._var_key(variable) in self.boosted:
             learning_rate = ops.multiply(learning_rate, self.boost)
         super().update_step(gradient, variable, learning_rate)
 
