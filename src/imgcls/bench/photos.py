@@ -60,8 +60,8 @@ def photos_line(results):
     """The photo parts' last line, for scripts:
     photos cifar10_acc=<a> cifar10_pflop=<p> fashion_acc=<a> fashion_pflop=<p>."""
     fields = []
-    for key, name in (("cifar10", "cifar10"), ("fashion", "fashion")):
-        result = results.get(key) or {}
+    for name in ("cifar10", "fashion"):
+        result = results.get(name) or {}
         ok = "runs" in result
         fields += [f"{name}_acc={result['accuracy']:.4f}" if ok else f"{name}_acc=n/a",
                    f"{name}_pflop={result['pflop']:.3f}" if ok else f"{name}_pflop=n/a"]

@@ -73,6 +73,7 @@ def time_to_accuracy(dataset, preset, target, seed=0, **overrides):
         tracker = TimeToAccuracy(dataset.x_test, dataset.y_test, target=target)
         run = train(config, dataset=dataset, callbacks=[tracker])
     flops, trained = forward_flops(run.model), run.metrics["epochs"] * run.metrics["train_size"]
+    training_flop = 3 * flops * trained
     tta_views = 2 if run.metrics.get("test_accuracy_tta") is not None else 0
     epochs_to_target = tracker.epochs_to(target)
     result = {"preset": preset, "model": config.model, "dataset": dataset.name, "target": target, "seed": seed,
@@ -84,9 +85,9 @@ def time_to_accuracy(dataset, preset, target, seed=0, **overrides):
               "training_seconds": tracker.seconds, "checking_seconds": round(tracker.checking, 1),
               "checks": tracker.points,
               "train_images_per_second": round(trained / tracker.seconds),
-              "training_pflop": round(3 * flops * trained / 1e15, 4),
+              "training_pflop": round(training_flop / 1e15, 4),
               "tta_pflop": round(flops * tta_views * len(dataset.y_test) / 1e15, 5),
-              "training_gflops": round(3 * flops * trained / tracker.seconds / 1e9, 2)}
+              "training_gflops": round(training_flop / tracker.seconds / 1e9, 2)}
     return result, tracker
 
 
