@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from imgcls.augment import POLICIES, OnShare, RandomNoise, RandomStroke, augmentation
+from imgcls.augment import POLICIES, OnShare, RandomNoise, RandomStroke, augmentation, epoch_callbacks
 from imgcls.errors import ImgclsError
 
-SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "auto": (32, 32, 3), "digits": (28, 28)}
+SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "altflip": (32, 32, 3), "auto": (32, 32, 3), "digits": (28, 28)}
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,28 @@ def test_nudge_shifts_whole_pixels_by_at_most_two_with_mirrored_edges():
         assert shifts, "not a whole-pixel shift of at most 2"
         moved += shifts[0] != (0, 0)
     assert moved > len(x) // 2
+
+
+def test_altflip_shows_every_picture_both_ways_over_two_epochs():
+    """airbench's alternating flip: each epoch mirrors about half the pictures, the next epoch the
+    other half, whatever the order the batches come in."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (200, 8, 8, 3)).astype("float32")
+    layer = augmentation("altflip", (8, 8, 3))
+    (alternate,) = epoch_callbacks(layer)
+
+    def mirrored(batch):
+        out = run(layer, batch, training=True)
+        assert all(np.array_equal(o, p) or np.array_equal(o, p[:, ::-1]) for o, p in zip(out, batch))
+        return np.array([not np.array_equal(o, p) for o, p in zip(out, batch)])
+
+    alternate.on_epoch_begin(0)
+    first = mirrored(x)
+    order = rng.permutation(len(x))
+    alternate.on_epoch_begin(1)
+    second = mirrored(x[order])[np.argsort(order)]
+    alternate.on_epoch_begin(2)
+    third = mirrored(x)
+    assert 70 < first.sum() < 130
+    np.testing.assert_array_equal(second, ~first)
+    np.testing.assert_array_equal(third, first)
