@@ -27,10 +27,12 @@ class TrainConfig:
     model: str = option("fast", "model preset (see 'imgcls models')")
     epochs: int = option(1, "passes over the training set")
     batch_size: int = option(64, "images per step; on 2 CPU cores 64 converged sooner than 32, 128 or 256")
-    optimizer: str = option("adam", "adam, or sgd (Nesterov momentum 0.9), which the photo recipes use")
+    optimizer: str = option("adam", "adam; sgd (Nesterov momentum 0.9); or muon: sgd, but convolution kernels take "
+                                     "orthogonalised steps (the CIFAR-10 recipe)")
     lr: float = option(1e-2, "(peak) learning rate")
     schedule: str = option("onecycle", "onecycle (linear warm-up, then linear decay to zero) or constant")
     warmup: float = option(0.2, "share of the steps spent warming up in the one-cycle schedule")
+    kernel_lr: float = option(0.2, "with muon: the convolution kernels' (peak) learning rate; --lr sets the rest's")
     offset_lr: float = option(1.0, "learning-rate multiplier for batch norm's offsets with sgd (airbench: 64)")
     weight_decay: float = option(0.0, "decoupled weight decay, per step, scaled by the learning rate")
     label_smoothing: float = option(0.0, "share of each label spread over the other classes")
@@ -96,6 +98,7 @@ class TrainConfig:
             ("validation_split", 0 <= self.validation_split < 1, "must be in [0, 1)"),
             ("early_stopping", self.early_stopping is None or self.early_stopping >= 1, "must be at least 1"),
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("kernel_lr", 0 < self.kernel_lr < float("inf"), "must be a positive, finite number"),
             ("offset_lr", 0 < self.offset_lr < float("inf"), "must be a positive, finite number"),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
@@ -153,7 +156,7 @@ def _check_type(key, value, annotation):
 
 
 SCHEDULES = ("onecycle", "constant")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "muon")
 BACKENDS = ("tensorflow", "jax", "torch")
 CLASS_WEIGHTS = ("balanced",)
 
