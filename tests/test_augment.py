@@ -5,7 +5,8 @@ import pytest
 from imgcls.augment import POLICIES, OnShare, RandomNoise, RandomStroke, augmentation, epoch_callbacks
 from imgcls.errors import ImgclsError
 
-SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "altflip": (32, 32, 3), "auto": (32, 32, 3), "digits": (28, 28)}
+SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "altflip": (32, 32, 3), "auto": (32, 32, 3),
+          "digits": (28, 28)}
 
 
 @pytest.fixture(scope="module")

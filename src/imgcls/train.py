@@ -353,7 +353,8 @@ def _train(config, dataset, folder, progress, callbacks):
     checkpoint = RunCheckpoint(folder, model, metadata, data, finished_rows(folder / "history.csv", done),
                                seconds_before)
     curve, divergence = TrainingCurve(folder, rows=finished_rows(folder / "steps.csv", done)), StopOnNaN()
-    callbacks = [*(epoch_callbacks(augmenter) if augmenter else ()), divergence, curve, checkpoint, *callbacks]  # the checkpoint's state last: it comes back whole
+    # The checkpoint's state last: it comes back whole.
+    callbacks = [*(epoch_callbacks(augmenter) if augmenter else ()), divergence, curve, checkpoint, *callbacks]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
