@@ -64,10 +64,10 @@ def augmentation(kind, input_shape):
 @keras.saving.register_keras_serializable("imgcls")
 class AlternatingFlip(layers.Layer):
     """Mirror half of the images in even epochs and the other half in odd ones: over any two epochs
-    every image is seen both ways, where random flips show a quarter of them one way twice (airbench
-    measured it worth as much as a fifth more epochs on short runs). Which half is a function of the
-    image, the parity of its pixel sum, which mirroring keeps, so no image needs an index;
-    `parity` is the epoch's, set by the `AlternateFlips` callback."""
+    every image is seen both ways, where random flips show half of them the same way twice. Which
+    half is a function of the image, the parity of its pixel sum, which mirroring keeps, so no image
+    needs an index; `parity` is the epoch's, set by the `AlternateFlips` callback. On CIFAR-10's
+    airnet for 3 epochs (seed 0) it did no better than random flips (84.8 against 85.0% with TTA)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
