@@ -120,6 +120,14 @@ def test_one_cycle_rate_at_given_steps():
                       OneCycle)
 
 
+def test_one_cycle_without_warm_up_decays_linearly_from_the_peak():
+    """warmup=0, as CIFAR-10's recipe (and airbench94_muon) trains: the first step starts low, the
+    second is at the peak and the rest fall straight to zero."""
+    schedule = OneCycle(peak=0.01, total_steps=100, warmup_steps=0)
+    rates = {step: float(schedule(step)) for step in (0, 1, 50, 100)}
+    assert rates == pytest.approx({0: 0.0004, 1: 0.01, 50: 0.01 * 50 / 99, 100: 0.0})
+
+
 def test_schedule_changes_the_rate_every_step_inside_multi_step_calls(small_mnist, tmp_path):
     """With 8 steps per compiled call, a callback could only change the rate every 8 steps; the
     schedule is evaluated by the optimizer itself, so Adam's step count drives it exactly."""
