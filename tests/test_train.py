@@ -121,11 +121,11 @@ def test_one_cycle_rate_at_given_steps():
 
 
 def test_one_cycle_without_warm_up_decays_linearly_from_the_peak():
-    """warmup=0, as CIFAR-10's recipe (and airbench94_muon) trains: the first step starts low, the
-    second is at the peak and the rest fall straight to zero."""
+    """warmup=0, as CIFAR-10's recipe (and airbench94_muon) trains: the first step is at the peak
+    and the rest fall straight to zero."""
     schedule = OneCycle(peak=0.01, total_steps=100, warmup_steps=0)
     rates = {step: float(schedule(step)) for step in (0, 1, 50, 100)}
-    assert rates == pytest.approx({0: 0.0004, 1: 0.01, 50: 0.01 * 50 / 99, 100: 0.0})
+    assert rates == pytest.approx({0: 0.01, 1: 0.01 * 99 / 100, 50: 0.005, 100: 0.0})
 
 
 def test_schedule_changes_the_rate_every_step_inside_multi_step_calls(small_mnist, tmp_path):

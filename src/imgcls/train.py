@@ -42,17 +42,18 @@ class Run:
 
 @keras.saving.register_keras_serializable(package="imgcls")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Learning rate rising linearly from peak/25 over the warm-up steps, then falling linearly to
-    zero at the last step: a large rate early and a small one late let one epoch do the work of
-    several. Evaluated by the optimizer at every step, from its own step counter, so it is right
-    inside compiled multi-step calls and when training continues from saved optimizer state."""
+    """Learning rate rising linearly from peak/25 over the warm-up steps (none: it starts at the
+    peak), then falling linearly to zero at the last step: a large rate early and a small one late
+    let one epoch do the work of several. Evaluated by the optimizer at every step, from its own
+    step counter, so it is right inside compiled multi-step calls and when training continues from
+    saved optimizer state."""
 
     def __init__(self, peak, total_steps, warmup_steps):
-        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), max(1, int(warmup_steps))
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        rising = self.peak * (0.04 + 0.96 * step / self.warmup_steps)
+        rising = self.peak * (0.04 + 0.96 * step / max(1, self.warmup_steps))
         falling = self.peak * ops.maximum(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
         return ops.where(step < self.warmup_steps, rising, falling)
 
