@@ -105,3 +105,11 @@ def airnet(x, num_classes, widths=(48, 192, 192)):
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.Rescaling(1 / 9)(layers.Dense(num_classes, use_bias=False)(x))  # airbench's logit scale
     return layers.Activation("softmax")(x)
+
+
+@register("ours", prepare=prepare_airnet)
+def airnet_small(x, num_classes):
+    """Ours, for clothes: airnet at a third of the width (16, 64, 64), for more epochs on the same compute."""
+    # Fashion-MNIST on 0.03 PFLOP (seed 0, with TTA): 94.2% for 13 epochs, against convnet's 93.9%
+    # for 5 and airnet's 93.4% at (24, 96, 96) for 6 (each with its best settings).
+    return airnet(x, num_classes, widths=(16, 64, 64))
