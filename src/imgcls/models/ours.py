@@ -42,7 +42,7 @@ def _conv_bn(x, filters):
 
 @register("ours")
 def convnet(x, num_classes):
-    """Ours, for clothes: a stem and three conv-pool-conv blocks with batch norm."""
+    """Ours, the transfer benchmark's: a stem and three conv-pool-conv blocks with batch norm."""
     # After the fast CIFAR-10 scripts (airbench): pool right after each block's first
     # convolution, batch norm everywhere, global max pooling instead of a wide dense layer.
     x = _conv_bn(x, 16)
