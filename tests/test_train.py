@@ -238,6 +238,33 @@ def test_offset_boost_moves_batch_norm_offsets_that_many_times_further():
     assert np.all(beta_plain < 0)
 
 
+def test_whitening_bias_learns_at_the_offsets_rate_early_in_the_run_then_stops():
+    """airbench94_muon's whitening bias: its first step moves it as far as batch norm's offsets (64
+    times the base rate), its rate then falls to zero over its share of the run and it stays put,
+    while the offsets go on learning. The recipe's setting reaches the optimizer."""
+    from imgcls.train import OffsetBoostSGD, OneCycle, optimizer
+
+    whitening, norm = keras.layers.Conv2D(4, 2, name="whitening"), keras.layers.BatchNormalization()
+    whitening.build((None, 4, 4, 1))
+    norm.build((None, 4))
+    variables = [whitening.bias, norm.beta]
+    sgd = OffsetBoostSGD(0.01, momentum=0.0, boost=64, whitening_rate=OneCycle(0.64, 2, 0))
+    moves = []
+    for _ in range(3):
+        before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+        sgd.apply([keras.ops.ones((4,)), keras.ops.ones((4,))], variables)
+        moves.append([keras.ops.convert_to_numpy(v) - b for v, b in zip(variables, before)])
+    np.testing.assert_allclose(moves[0][0], moves[0][1], rtol=1e-5)  # both at 0.64
+    np.testing.assert_allclose(moves[1][0], moves[1][1] / 2, rtol=1e-5)  # halfway down its decay
+    np.testing.assert_allclose(moves[2][0], 0)  # its share of the run is over
+    np.testing.assert_allclose(moves[2][1], -0.64, rtol=1e-5)
+
+    config = resolve_config(dataset="cifar10", optimizer="muon", epochs=2, whitening_span=0.375)
+    rate = optimizer(config, steps_per_epoch=100).whitening_rate
+    assert (rate.peak, rate.total_steps) == (config.lr * config.offset_lr, 75)
+    assert optimizer(dataclasses.replace(config, whitening_span=0.0), 100).whitening_rate is None
+
+
 @pytest.mark.parametrize("shape", [(16, 27), (27, 16), (4, 300)])
 def test_orthogonalised_brings_every_singular_value_near_one(shape):
     """Muon's Newton-Schulz steps: whatever the gradient's scale, singular values within a factor

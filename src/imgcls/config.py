@@ -34,6 +34,9 @@ class TrainConfig:
     warmup: float = option(0.2, "share of the steps spent warming up in the one-cycle schedule")
     kernel_lr: float = option(0.2, "with muon: the convolution kernels' (peak) learning rate; --lr sets the rest's")
     offset_lr: float = option(1.0, "learning-rate multiplier for batch norm's offsets with sgd (airbench: 64)")
+    whitening_span: float = option(0.0, "with sgd or muon: share of the run over which a whitening layer's bias "
+                                        "learns, at the offsets' rate falling to zero (airbench: 0.375); 0: "
+                                        "it learns as the other weights")
     weight_decay: float = option(0.0, "decoupled weight decay, per step, scaled by the learning rate")
     label_smoothing: float = option(0.0, "share of each label spread over the other classes")
     steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
@@ -100,6 +103,7 @@ class TrainConfig:
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
             ("kernel_lr", 0 < self.kernel_lr < float("inf"), "must be a positive, finite number"),
             ("offset_lr", 0 < self.offset_lr < float("inf"), "must be a positive, finite number"),
+            ("whitening_span", 0 <= self.whitening_span <= 1, "must be in [0, 1]"),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),

@@ -65,18 +65,25 @@ class OffsetBoostSGD(keras.optimizers.SGD):
     """Nesterov SGD whose batch-norm offsets (beta) take `boost` times the learning rate, as airbench
     trains them; their weight decay stays the others'. A plain SGD when `boost` is 1. The offsets are
     found by their Keras names when the optimizer is built: inside the update, TensorFlow hands over
-    its own variables, named "<layer>/beta:0"."""
+    its own variables, named "<layer>/beta:0". Given a `whitening_rate` schedule, the bias of the
+    layer named "whitening" follows it instead (airbench94_muon's: the offsets' rate, falling to zero
+    early in the run, so the frozen patch filters get their offsets early and then keep them)."""
 
-    def __init__(self, *args, boost=1.0, **kwargs):
+    def __init__(self, *args, boost=1.0, whitening_rate=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.boost = boost
+        self.boost, self.whitening_rate = boost, whitening_rate
 
     def build(self, variables):
         super().build(variables)
         self.boosted = {self._var_key(v) for v in variables if v.name == "beta"} if self.boost != 1 else set()
+        self.whitening = {self._var_key(v) for v in variables
+                          if v.path == "whitening/bias"} if self.whitening_rate else set()
 
     def update_step(self, gradient, variable, learning_rate):
-        if self._var_key(variable) in self.boosted:
+        key = self._var_key(variable)
+        if key in self.whitening:
+            learning_rate = ops.cast(self.whitening_rate(self.iterations), variable.dtype)
+        elif key in self.boosted:
             learning_rate = ops.multiply(learning_rate, self.boost)
         super().update_step(gradient, variable, learning_rate)
 
@@ -126,11 +133,13 @@ def orthogonalised(matrix, steps=3):
 
 
 def optimizer(config: TrainConfig, steps_per_epoch):
-    rate = config.lr
+    rate, total = config.lr, max(2, config.epochs * steps_per_epoch)
     if config.schedule == "onecycle":
-        total = max(2, config.epochs * steps_per_epoch)
         rate = OneCycle(config.lr, total, config.warmup * total)
-    sgd = dict(momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None, boost=config.offset_lr)
+    whitening_rate = OneCycle(config.lr * config.offset_lr, max(1, int(config.whitening_span * total)), 0) \
+        if config.whitening_span else None
+    sgd = dict(momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None, boost=config.offset_lr,
+               whitening_rate=whitening_rate)
     if config.optimizer == "sgd":
         return OffsetBoostSGD(rate, **sgd)
     if config.optimizer == "muon":
