@@ -41,6 +41,8 @@ def test_config_file_can_name_a_preset(tmp_path):
     ({"schedule": "linear"}, "unknown schedule 'linear'"),
     ({"seed": -1}, "seed must be a whole number"),
     ({"model": "cnn9"}, "unknown model 'cnn9'"),
+    ({"tta_views": 4}, "tta_views must be 2 or 6"),
+    ({"whitening_span": 1.5}, r"whitening_span must be in \[0, 1\]"),
 ])
 def test_nonsense_numbers_are_rejected(flags, message):
     with pytest.raises(ImgclsError, match=message):

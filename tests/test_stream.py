@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,7 +83,7 @@ def test_shuffled_batches_read_every_image_once_in_a_new_order_each_epoch(small,
         feed.on_epoch_end()
     assert not np.array_equal(*orders)
     assert np.array_equal(Batches(x, np.arange(48), batch_size=10, shuffle=True, seed=1)[0][1], orders[0][:10])
-    mirrored = Batches(x, batch_size=10, mirror=True)[1][0]
+    mirrored = Batches(x, batch_size=10, view=lambda images: images[:, :, ::-1])[1][0]
     assert np.array_equal(mirrored, np.asarray(x[10:20])[:, :, ::-1])
 
 
@@ -143,6 +144,32 @@ def test_training_and_evaluation_stream_a_folder(small, home, tmp_path):
     folder, again = evaluate_saved(run.folder / "model.keras", cache_mode="stream", out=tmp_path / "eval")
     assert again["test_accuracy"] == metrics["test_accuracy"]
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small, home):
+    """Six views: each image, its mirror, both moved a pixel diagonally each way (the edge reflected,
+    as airbench pads) and their mirrors, weighted 1/4, 1/4 and 1/8 each; streamed images get the same
+    views as arrays in memory, and the TTA accuracy is that of the weighted average."""
+    from imgcls.evaluate import evaluate, predict_proba, shifted, tta_views
+
+    image = np.arange(9).reshape(1, 3, 3, 1)
+    assert shifted(1)(image)[0, :, :, 0].tolist() == [[4, 3, 4], [1, 0, 1], [4, 3, 4]]
+    assert shifted(-1)(image)[0, :, :, 0].tolist() == [[4, 5, 4], [7, 8, 7], [4, 5, 4]]
+
+    streamed = load_dataset(f"folder:{small}", cache_mode="stream", progress=False)
+    x, y = streamed.x_test, streamed.y_test
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(3, activation="softmax")])
+    weight, others = tta_views(6)
+    assert len(others) == 5 and weight + sum(share for share, _ in others) == 1
+    averaged = weight * predict_proba(model, np.asarray(x))
+    for share, view in others:
+        probs = predict_proba(model, x, view=view)
+        np.testing.assert_allclose(probs, predict_proba(model, np.asarray(x), view=view), rtol=1e-5)
+        averaged += share * probs
+    metrics, _ = evaluate(model, x, y, streamed.class_names, tta=True, views=6)
+    assert metrics["test_accuracy_tta"] == round(float(np.mean(averaged.argmax(axis=1) == y)), 6)
 
 
 CHILD = textwrap.dedent("""

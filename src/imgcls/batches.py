@@ -21,12 +21,12 @@ QUEUE = 2 * THREADS  # batches read ahead: enough to keep the model busy while a
 
 class Batches(keras.utils.PyDataset):
     """Batches of images `x` (with labels `y`, if given); shuffled anew each epoch from `seed`, or
-    in order; `mirror` flips each image left to right (test-time augmentation). At most QUEUE +
-    THREADS batches are held at once."""
+    in order; `view`, if given, transforms each batch of images (a test-time augmentation's view of
+    them). At most QUEUE + THREADS batches are held at once."""
 
-    def __init__(self, x, y=None, batch_size=64, shuffle=False, seed=0, mirror=False):
+    def __init__(self, x, y=None, batch_size=64, shuffle=False, seed=0, view=None):
         super().__init__(workers=THREADS, use_multiprocessing=False, max_queue_size=QUEUE)
-        self.x, self.y, self.batch_size, self.mirror = x, y, batch_size, mirror
+        self.x, self.y, self.batch_size, self.view = x, y, batch_size, view
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.order = self._order()
 
@@ -41,8 +41,8 @@ class Batches(keras.utils.PyDataset):
         if self.order is not None:
             rows = self.order[rows]
         x = self.x[rows]
-        if self.mirror:
-            x = np.ascontiguousarray(x[:, :, ::-1])
+        if self.view:
+            x = self.view(x)
         return (x,) if self.y is None else (x, self.y[rows])
 
     def on_epoch_end(self):

@@ -45,7 +45,10 @@ class TrainConfig:
                                         "digits (handwriting), or auto (the value when given alone: shift, and flip "
                                         "for colour images)",
                                  const="auto", metavar="KINDS")
-    tta: bool = option(False, "also report test accuracy averaged with mirror images (for photos)")
+    tta: bool = option(False, "also report test accuracy averaged over views of each image, e.g. its mirror "
+                              "(for photos)")
+    tta_views: int = option(2, "views of each image --tta averages: 2, it and its mirror; or 6, those and "
+                               "both shifted a pixel diagonally each way (airbench's)")
     early_stopping: int | None = option(None, "stop when validation loss has not improved for PATIENCE "
                                               "epochs (3 when given alone)", const=3, metavar="PATIENCE")
     seed: int = option(0, "random seed for weights, shuffling and augmentation")
@@ -106,6 +109,7 @@ class TrainConfig:
             ("whitening_span", 0 <= self.whitening_span <= 1, "must be in [0, 1]"),
             ("weight_decay", 0 <= self.weight_decay < float("inf"), "must not be negative"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("tta_views", self.tta_views in (2, 6), "must be 2 or 6"),
             ("seed", 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1"),
             ("memory_budget", self.memory_budget is None or 0 < self.memory_budget < float("inf"),
              "must be a positive number of MB"),

@@ -17,26 +17,51 @@ from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
 
 
-def predict_proba(model, x, batch_size=512, mirror=False):
-    """Class probabilities for raw pixels, or for their mirror images; quiet, since callers show
-    their own progress. Lazy images (a folder too big for memory) are read a batch at a time."""
+def predict_proba(model, x, batch_size=512, view=None):
+    """Class probabilities for raw pixels, or for a `view` of them (a function of a batch of images);
+    quiet, since callers show their own progress. Lazy images (a folder too big for memory) are read
+    a batch at a time."""
     if isinstance(x, LazyImages):  # smaller batches: the read-ahead queue holds several
-        return np.asarray(model.predict(Batches(x, batch_size=64, mirror=mirror), verbose=0))
-    return np.asarray(model.predict(np.asarray(x)[:, :, ::-1] if mirror else x, batch_size=batch_size, verbose=0))
+        return np.asarray(model.predict(Batches(x, batch_size=64, view=view), verbose=0))
+    return np.asarray(model.predict(view(np.asarray(x)) if view else x, batch_size=batch_size, verbose=0))
 
 
-def evaluate(model, x, y, class_names, batch_size=512, tta=False):
+def mirrored(images):
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
+def shifted(pixels):
+    """A view moving images `pixels` (1 or -1) down and right, the edge reflected into the gap."""
+    def view(images):
+        images = np.asarray(images)
+        padded = np.pad(images, ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * (images.ndim - 3), mode="reflect")
+        return padded[:, 1 - pixels:1 - pixels + images.shape[1], 1 - pixels:1 - pixels + images.shape[2]]
+    return view
+
+
+def tta_views(count):
+    """(weight, view) pairs after the plain images' weight, for test-time augmentation: 2 views, each
+    image and its mirror; 6 (airbench's), those two at half the weight and the other half spread over
+    both shifted a pixel diagonally each way, and their mirrors."""
+    if count == 2:
+        return 1 / 2, [(1 / 2, mirrored)]
+    return 1 / 4, [(1 / 4, mirrored)] + [(1 / 8, view) for move in (shifted(1), shifted(-1))
+                                         for view in (move, lambda images, move=move: mirrored(move(images)))]
+
+
+def evaluate(model, x, y, class_names, batch_size=512, tta=False, views=2):
     """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions.
 
-    With `tta`, also the accuracy of predictions averaged over each image and its mirror image
-    (test-time augmentation): a point or more on photos, for one more pass.
+    With `tta`, also the accuracy of predictions averaged over `views` views of each image (see
+    tta_views; test-time augmentation): a point or more on photos, for one more pass per added view.
     """
     y = np.asarray(y).reshape(-1)
     probs = predict_proba(model, x, batch_size)
     extra = {}
     if tta:
-        mirrored = (probs + predict_proba(model, x, batch_size, mirror=True)) / 2
-        extra["test_accuracy_tta"] = round(float(np.mean(mirrored.argmax(axis=1) == y)), 6)
+        weight, others = tta_views(views)
+        averaged = weight * probs + sum(share * predict_proba(model, x, batch_size, view) for share, view in others)
+        extra["test_accuracy_tta"] = round(float(np.mean(averaged.argmax(axis=1) == y)), 6)
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     # Clipped at 1e-7 as Keras's cross-entropy does, so this equals model.evaluate's loss.

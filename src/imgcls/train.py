@@ -408,7 +408,8 @@ def _train(config, dataset, folder, progress, callbacks):
     model.optimizer.build(model.trainable_variables)
     for name in ("model.keras", "model.h5"):
         save_model(model, folder / name, metadata)
-    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta)
+    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta,
+                              views=config.tta_views)
     metrics = {
         "dataset": dataset.name, "model": config.model, **metrics,
         "training_seconds": round(seconds, 2), "epochs": len(checkpoint.rows),

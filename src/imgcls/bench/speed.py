@@ -74,7 +74,7 @@ def time_to_accuracy(dataset, preset, target, seed=0, **overrides):
         run = train(config, dataset=dataset, callbacks=[tracker])
     flops, trained = forward_flops(run.model), run.metrics["epochs"] * run.metrics["train_size"]
     training_flop = 3 * flops * trained
-    tta_views = 2 if run.metrics.get("test_accuracy_tta") is not None else 0
+    tta_views = config.tta_views if run.metrics.get("test_accuracy_tta") is not None else 0
     epochs_to_target = tracker.epochs_to(target)
     result = {"preset": preset, "model": config.model, "dataset": dataset.name, "target": target, "seed": seed,
               "seconds_to_target": tracker.seconds_to(target),
