@@ -150,3 +150,22 @@ def test_photos_line_reads_mean_accuracy_and_compute_of_both_rows():
     assert photos_line(results) == "photos cifar10_acc=0.9012 cifar10_pflop=0.128 fashion_acc=0.9461 fashion_pflop=0.029"
     assert photos_line({"cifar10": {"skipped": "no CIFAR-10"}}) == \
         "photos cifar10_acc=n/a cifar10_pflop=n/a fashion_acc=n/a fashion_pflop=n/a"
+
+
+def test_photo_rows_report_each_seed_as_it_ends_and_the_mean_and_spread_with_tta_compute(monkeypatch, capsys):
+    """A seed's CIFAR-10 run takes a quarter of an hour: its figures are printed when it ends, not
+    only with the table; the headline is the mean of the TTA accuracies, with TTA's compute counted."""
+    from types import SimpleNamespace
+
+    from imgcls.bench import photos
+
+    def run(dataset, preset, target, seed):
+        return {"final_accuracy": 0.88 + seed / 100, "final_accuracy_tta": 0.89 + seed / 100, "training_pflop": 0.124,
+                "tta_pflop": 0.003, "training_seconds": 800.0, "training_gflops": 150.0}, None
+
+    monkeypatch.setattr(photos, "peak_gflops", lambda: 200.0)
+    monkeypatch.setattr(photos, "time_to_accuracy", run)
+    result = photos.bench_photos(SimpleNamespace(name="cifar10"), seeds=3)
+    out = capsys.readouterr().out
+    assert "seed 2: 90.00%, 91.00% with TTA, 0.124 PFLOP of training in 800.0 s (75% of the peak)" in out
+    assert (result["accuracy"], result["accuracy_spread"], result["pflop"]) == (0.9, 0.02, 0.127)

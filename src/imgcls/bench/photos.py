@@ -25,6 +25,9 @@ def bench_photos(dataset, seeds=1):
         peak = peak_gflops()
         run = time_to_accuracy(dataset, "default", target, seed=seed)[0]
         runs.append({**run, "peak_gflops": peak, "share_of_peak": round(run["training_gflops"] / peak, 3)})
+        tta = f", {run['final_accuracy_tta']:.2%} with TTA" if run["final_accuracy_tta"] is not None else ""
+        print(f"seed {seed}: {run['final_accuracy']:.2%}{tta}, {run['training_pflop']} PFLOP of training in "
+              f"{run['training_seconds']} s ({runs[-1]['share_of_peak']:.0%} of the peak)", flush=True)
     accuracies = [run["final_accuracy_tta"] or run["final_accuracy"] for run in runs]
     pflops = [run["training_pflop"] + run["tta_pflop"] for run in runs]
     return {"runs": runs, "target": target, "budget_pflop": budget, "seeds": seeds,
