@@ -77,6 +77,10 @@ def prepare_airnet(model, images):
     patches = patches.astype("float64")
     mean = patches.mean(axis=0)
     variances, vectors = np.linalg.eigh(np.cov(patches, rowvar=False, bias=True))
+    # 5e-4 on 0-1 pixels damps CIFAR-10's six weakest directions (colour detail within a patch, which
+    # the JPEG folders' half-resolution colour all but removes) to 0.12-0.68 of unit deviation, more
+    # than airbench's 5e-4 on unit-variance pixels; at its scale (3e-5 here) 6 epochs ended level
+    # (seed 0: 89.17% with mirror TTA against 89.34%).
     filters = vectors / np.sqrt(np.maximum(variances, 0) + 5e-4)
     filters = np.concatenate([filters, -filters], axis=1)
     whitening.kernel.assign(filters.reshape(whitening.kernel.shape).astype("float32"))
