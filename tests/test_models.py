@@ -69,3 +69,17 @@ def test_airnet_starts_from_whitened_patches_and_identity_convolutions():
         identity = np.zeros(kernel.shape[:3] + (n,), np.float32)
         identity[1, 1, np.arange(n), np.arange(n)] = 1
         np.testing.assert_array_equal(kernel[..., :n], identity)
+
+
+def test_airnet_small_frames_clothes_in_black_before_whitening():
+    """Fashion-MNIST's 28x28 pictures reach the whitening layer as 32x32 with a black frame, so
+    clothes touching the edge meet the background there, not the features' zero padding."""
+    import keras
+
+    model = build_model("airnet_small", (28, 28), 10)
+    pictures = np.full((2, 28, 28), 200, np.uint8)
+    seen = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("whitening").input)(pictures))
+    assert seen.shape == (2, 32, 32, 1)
+    np.testing.assert_allclose(seen[:, 2:30, 2:30], 200 / 255, rtol=1e-6)
+    seen[:, 2:30, 2:30] = 0
+    assert not seen.any()
