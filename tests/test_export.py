@@ -237,3 +237,20 @@ def test_predict_and_serve_with_the_onnx_runtime_answer_as_keras_does(run, expor
     reply = client.post("/predict", files={"file": ("0.png", pictures[0].read_bytes())}).json()
     assert reply["top"][0]["class"] == answers["keras"][0]
     assert client.get("/model").json()["metrics"]["test_accuracy"] > 0
+
+
+def test_an_export_keeps_the_test_time_views_of_its_run(run, mnist, tmp_path):
+    """A model measured with --tta exports with its views, so `predict --runtime onnx --tta` averages
+    the same views as Keras does."""
+    from imgcls.predict import with_tta
+
+    model, metadata, _ = load_model(run)
+    save_model(model, tmp_path / "model.keras", metadata | {"tta_views": 6})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
+        export_run(tmp_path, "onnx", check_images=100)
+    predictor, exported_metadata = load_exported(tmp_path, "onnx")
+    assert exported_metadata["tta_views"] == 6
+    x = mnist.x_test[:50]
+    np.testing.assert_allclose(with_tta(predictor, exported_metadata, tmp_path).predict_on_batch(x),
+                               with_tta(model, metadata | {"tta_views": 6}, run).predict_on_batch(x), atol=1e-4)

@@ -8,12 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import warnings
 import zlib
 
+import keras
+import numpy as np
 import pytest
 from PIL import Image
 
+from imgcls.errors import ImgclsError
 from imgcls.models import build_model
 from imgcls.saving import save_model
 from imgcls.serve import create_app
+from imgcls.views import ViewAveraged
 
 CLASSES = ["zero", "one", "two"]
 LIMIT = 100_000
@@ -170,6 +174,28 @@ def test_colour_models_take_any_picture(tmp_path):
     for picture in (png(size=(500, 300), colour=(200, 10, 10), mode="RGB"), png(size=(20, 20), mode="LA")):
         top = client.post("/predict", files={"file": ("p.png", picture)}).json()["top"]
         assert len(top) == 2 and {t["class"] for t in top} == {"cat", "dog"}
+
+
+def test_tta_serves_the_views_the_model_was_measured_with(tmp_path, run_folder):
+    """--tta: each answer averages the picture and its mirror, as the run's test_accuracy_tta did;
+    refused, with the reason, for a model never measured so."""
+    keras.utils.set_random_seed(0)
+    model = build_model("cnn1", (28, 28), 3)
+    save_model(model, tmp_path / "model.keras", {"class_names": CLASSES, "dataset": "fashion_mnist",
+                                                 "model": "cnn1", "tta_views": 2})
+    client = make_client(create_app(tmp_path / "model.keras", tta=True, preprocess=False))
+    assert client.get("/model").json()["tta_views"] == 2
+    pixels = np.zeros((1, 28, 28), dtype=np.uint8)
+    pixels[0, 4:24, 2:9] = 255  # a bar on the left: its mirror is another picture
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[0]).save(buffer, "PNG")
+    top = client.post("/predict", files={"file": ("bar.png", buffer.getvalue())}).json()["top"]
+    expected = ViewAveraged(model, 2).predict_on_batch(pixels)[0]
+    assert not np.allclose(expected, model.predict_on_batch(pixels)[0], atol=1e-5)  # so the views show
+    np.testing.assert_allclose([t["probability"] for t in top], np.sort(expected)[::-1], atol=2e-6)
+    with pytest.raises(ImgclsError, match="was not trained with test-time augmentation"):
+        create_app(run_folder, tta=True)
+    assert make_client(create_app(run_folder)).get("/model").json()["tta_views"] is None
 
 
 def test_metrics_count_requests_statuses_latency_and_batch_sizes(run_folder):

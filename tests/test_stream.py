@@ -150,7 +150,8 @@ def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small
     """Six views: each image, its mirror, both moved a pixel diagonally each way (the edge reflected,
     as airbench pads) and their mirrors, weighted 1/4, 1/4 and 1/8 each; streamed images get the same
     views as arrays in memory, and the TTA accuracy is that of the weighted average."""
-    from imgcls.evaluate import evaluate, predict_proba, shifted, tta_views
+    from imgcls.evaluate import evaluate, predict_proba
+    from imgcls.views import shifted, tta_views
 
     image = np.arange(9).reshape(1, 3, 3, 1)
     assert shifted(1)(image)[0, :, :, 0].tolist() == [[4, 3, 4], [1, 0, 1], [4, 3, 4]]

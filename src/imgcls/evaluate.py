@@ -12,9 +12,10 @@ from imgcls.data.console import say
 from imgcls.data.lazy import LazyImages
 from imgcls.errors import ImgclsError
 from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
-from imgcls.predict import style_for
+from imgcls.predict import measured_views, style_for
 from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
+from imgcls.views import tta_views
 
 
 def predict_proba(model, x, batch_size=512, view=None):
@@ -24,29 +25,6 @@ def predict_proba(model, x, batch_size=512, view=None):
     if isinstance(x, LazyImages):  # smaller batches: the read-ahead queue holds several
         return np.asarray(model.predict(Batches(x, batch_size=64, view=view), verbose=0))
     return np.asarray(model.predict(view(np.asarray(x)) if view else x, batch_size=batch_size, verbose=0))
-
-
-def mirrored(images):
-    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
-
-
-def shifted(pixels):
-    """A view moving images `pixels` (1 or -1) down and right, the edge reflected into the gap."""
-    def view(images):
-        images = np.asarray(images)
-        padded = np.pad(images, ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * (images.ndim - 3), mode="reflect")
-        return padded[:, 1 - pixels:1 - pixels + images.shape[1], 1 - pixels:1 - pixels + images.shape[2]]
-    return view
-
-
-def tta_views(count):
-    """(weight, view) pairs after the plain images' weight, for test-time augmentation: 2 views, each
-    image and its mirror; 6 (airbench's), those two at half the weight and the other half spread over
-    both shifted a pixel diagonally each way, and their mirrors."""
-    if count == 2:
-        return 1 / 2, [(1 / 2, mirrored)]
-    return 1 / 4, [(1 / 4, mirrored)] + [(1 / 8, view) for move in (shifted(1), shifted(-1))
-                                         for view in (move, lambda images, move=move: mirrored(move(images)))]
 
 
 def evaluate(model, x, y, class_names, batch_size=512, tta=False, views=2):
@@ -86,6 +64,7 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
     """Evaluate a saved model on the test split of `dataset` (default: the one it was trained on), or
     on a labelled folder of real pictures, `images`/<class>/*, converted as `imgcls predict` does;
     writes metrics.json, the plots and report.md to `out` (default <model folder>/eval-<name>).
+    A model trained with --tta also gets the accuracy with its test-time views, as training gave it.
     A folder dataset is read as cache_mode and memory_budget say (see load_folder).
     Returns (folder, metrics)."""
     model, metadata, path = load_model(model_or_run)
@@ -96,7 +75,9 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
         if not name:
             raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
         data = dataset_for(model, name, data_dir, cache_mode=cache_mode, memory_budget=memory_budget)
-    metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names)
+    views = measured_views(metadata, path)  # a run measured with TTA is evaluated with it again
+    metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names, tta=views is not None,
+                              views=views or 2)
     metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
                **metrics, **environment()}
     folder = Path(out) if out else path.parent / f"eval-{short_name(data.name)}"

@@ -17,6 +17,7 @@ from imgcls.data.lazy import THREADS
 from imgcls.errors import ImgclsError, InvalidValue
 from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
 from imgcls.runs import write_text
+from imgcls.views import ViewAveraged
 
 BATCH_SIZE = 256  # images read (by THREADS threads), converted and predicted at a time: bounds memory for big folders
 
@@ -63,6 +64,25 @@ def top_classes(probs, class_names, k):
     """The k most probable classes, best first (all of them if there are fewer)."""
     order = np.argsort(-probs)[:k]
     return [{"class": class_names[i], "probability": round(float(probs[i]), 6)} for i in order]
+
+
+def measured_views(metadata, source):
+    """How many test-time views the model was measured with (imgcls train --tta), or None."""
+    views = metadata.get("tta_views")
+    if views not in (None, 2, 6):
+        raise ImgclsError(f"{source}: its metadata's tta_views is not 2 or 6: {views!r}")
+    return views
+
+
+def with_tta(model, metadata, source):
+    """`model` averaging over the test-time views it was measured with, so its predictions are as
+    accurate as the run's test_accuracy_tta; an ImgclsError for a model that was not, since a digit
+    model, say, has never seen its mirror images."""
+    views = measured_views(metadata, source)
+    if views is None:
+        raise ImgclsError(f"{source} was not trained with test-time augmentation (imgcls train --tta), so "
+                          "its views are unknown and may mislead it (a mirrored digit is no digit); leave out --tta")
+    return ViewAveraged(model, views)
 
 
 def predict_arrays(model, class_names, batch, top_k=3):

@@ -121,9 +121,10 @@ def write_report(folder, metrics, config=None):
     lines = [f"# {metrics['model']} on {metrics['dataset']}", ""]
     if metrics.get("interrupted"):
         lines += ["**Training was interrupted**; these are the results of the weights it had.", ""]
-    rows = [("test accuracy", f"{metrics['test_accuracy']:.2%}"),
-            ("test loss", f"{metrics['test_loss']:.4f}"),
-            ("test images", metrics["test_size"])]
+    rows = [("test accuracy", f"{metrics['test_accuracy']:.2%}")]
+    if metrics.get("test_accuracy_tta") is not None:
+        rows += [("with test-time views (`predict --tta`)", f"{metrics['test_accuracy_tta']:.2%}")]
+    rows += [("test loss", f"{metrics['test_loss']:.4f}"), ("test images", metrics["test_size"])]
     if "training_seconds" in metrics:
         rows += [("epochs", metrics["epochs"]), ("training time", f"{metrics['training_seconds']:.1f} s"),
                  ("parameters", f"{metrics['parameters']:,}")]

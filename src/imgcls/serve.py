@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from imgcls.errors import ImgclsError
 from imgcls.images import ImageTooLarge, declared_pixels, open_image, to_model_input
-from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes
+from imgcls.predict import BATCH_SIZE, check_top_k, style_for, top_classes, with_tta
 from imgcls.runs import read_metrics
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -290,13 +290,16 @@ class OncePer(logging.Filter):
 
 def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS,
                max_request_pixels=MAX_REQUEST_PIXELS, preprocess=True, api_key=None, allowed_hosts=LOOPBACK,
-               runtime="keras"):
+               runtime="keras", tta=False):
     """The FastAPI app serving one model; raises ImgclsError if the model cannot be loaded.
 
     With `api_key`, /predict and /model want it (header X-API-Key, or Authorization: Bearer).
     Requests whose Host is not in `allowed_hosts` are refused ("*" allows any). `runtime` "onnx" (or
-    "litert") serves the run's exported model (`imgcls export`) without importing TensorFlow."""
+    "litert") serves the run's exported model (`imgcls export`) without importing TensorFlow. With
+    `tta`, answers average the test-time views the model was measured with (imgcls.predict.with_tta)."""
     model, metadata, path = load_predictor(model_or_run, runtime)
+    if tta:
+        model = with_tta(model, metadata, path)
     input_shape = tuple(model.input_shape[1:])
     class_names = metadata["class_names"]
     style = style_for(metadata.get("dataset"), input_shape, preprocess)
@@ -306,7 +309,7 @@ def create_app(model_or_run, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_P
     state = {"ready": True}  # false once shutting down: load balancers stop sending work first
     info = {"name": metadata["model"], "dataset": metadata.get("dataset"), "file": path.name,
             "classes": class_names, "input_shape": list(input_shape), "preprocessing": style,
-            "metrics": read_metrics(path)}
+            "metrics": read_metrics(path), "tta_views": model.views if tta else None}
 
     def to_row(name, data):
         try:

@@ -355,6 +355,8 @@ def _train(config, dataset, folder, progress, callbacks):
 
     compile_for(config)
     metadata = {"class_names": list(dataset.class_names), "dataset": dataset.name, "model": config.model}
+    if config.tta:  # predict, evaluate and serve can then average the same views (imgcls.views)
+        metadata["tta_views"] = config.tta_views
     if config.resume:
         done, seconds_before = restore_state(trainee, folder)
     else:

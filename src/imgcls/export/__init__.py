@@ -75,6 +75,8 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000) -> Path:
     info = {"model": metadata["model"], "dataset": metadata.get("dataset"), "class_names": metadata["class_names"],
             "input_shape": list(model.input_shape), "input_dtype": "uint8", "source": source,
             "exports": earlier_exports(folder, source)}
+    if "tta_views" in metadata:
+        info["tta_views"] = metadata["tta_views"]
     write_json(folder / "labels.json", metadata["class_names"])
     write_json(folder / "metadata.json", info)  # now loadable: checked the way a service will load it
     if fmt == "web":  # the page's model.onnx; the browser runs it in ONNX Runtime Web (tests compare)
