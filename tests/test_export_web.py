@@ -167,6 +167,7 @@ def pictures(mnist):
             "touching the edge.png": encoded(touching),
             "ruled page.png": encoded(ruled_page(mnist.x_test[5])),
             "blank.png": encoded(Image.new("L", (90, 120), 200)),
+            "as the dataset draws it.png": encoded(Image.fromarray(mnist.x_test[7])),  # light on black, 28x28
             "tight crop.png": encoded(tight.resize((tight.width * 4, tight.height * 4), Image.Resampling.BICUBIC)),
             "table edge.png": encoded(Image.fromarray(table)),
             # thin dark ink, unevenly lit: the median rule cannot tell the polarity, the flattened ink can

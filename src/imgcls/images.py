@@ -106,6 +106,10 @@ def to_model_input(image, input_shape, style="plain"):
                                  Image.Resampling.BILINEAR)
         if style == "digits":
             pixels = to_mnist(np.asarray(image.convert("L")), (height, width))
+        elif image.size == (width, height) and np.median(frame_border(np.asarray(image))) <= 10:
+            # Already light on black at the model's size, as Fashion-MNIST draws clothes: cropping at
+            # place_ink's threshold would cut off dark sleeves and hems (0.9 point on its test set).
+            pixels = np.asarray(image, dtype=np.uint8)
         else:
             pixels = place_ink(light_on_dark(np.asarray(image, dtype=np.float32)), (height, width),
                                box=min(height, width), by_mass=False)

@@ -698,6 +698,9 @@ const imgclsConvert = (() => {
       picture = scaled(picture, WORKING_SIZE / Math.max(picture.width, picture.height), "bilinear");
     }
     if (style === "digits") return toMnist(picture, outH, outW);
+    if (picture.width === outW && picture.height === outH && median32(border(picture.data, outW, outH)) <= 10) {
+      return picture.data; // already light on black at the model's size, as Fashion-MNIST draws clothes
+    }
     const grey = lightOnDark(image(picture.width, picture.height, 1, Float32Array.from(picture.data)));
     return placeInk(grey, outH, outW, Math.min(outH, outW));
   }
