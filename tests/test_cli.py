@@ -164,6 +164,25 @@ def test_evaluate_on_a_labelled_folder_of_pictures_agrees_with_predict(capsys, t
                           "not classes of the model: zebra")
 
 
+def test_a_class_whose_name_has_a_slash_is_a_folder_with_an_underscore(capsys, tmp_path):
+    """Fashion-MNIST's first class is "T-shirt/top", which no folder can be called: its pictures go in
+    T-shirt_top/, and a wrong folder's error names the folders to use."""
+    path = tmp_path / "model.keras"
+    save_model(build_model("cnn1", (28, 28), 3), path,
+               {"class_names": ["T-shirt/top", "Trouser", "Bag"], "dataset": "fashion_mnist", "model": "cnn1"})
+    pictures = tmp_path / "clothes"
+    for folder in ("T-shirt_top", "Trouser"):
+        (pictures / folder).mkdir(parents=True)
+        Image.fromarray(np.full((28, 28), 90, np.uint8)).save(pictures / folder / "0.png")
+    code, _, err = run_cli(capsys, "evaluate", str(path), "--images", str(pictures), "--out", str(tmp_path / "ev"))
+    assert code == 0, err
+    per_class = json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_class"]
+    assert [per_class[name]["support"] for name in ("T-shirt/top", "Trouser", "Bag")] == [1, 1, 0]
+    (pictures / "T-shirt").mkdir()
+    assert_one_line_error(*run_cli(capsys, "evaluate", str(path), "--images", str(pictures))[::2],
+                          "not classes of the model: T-shirt; its class folders: T-shirt_top, Trouser, Bag")
+
+
 def test_evaluate_converts_a_folder_dataset_of_other_sized_colour_pictures(capsys, tmp_path, model_file):
     rng = np.random.default_rng(4)
     for label in ("cat", "dog", "owl"):

@@ -103,22 +103,24 @@ def dataset_for(model, name, data_dir=None, **folder_options):
 def read_labelled_pictures(root, metadata, input_shape, preprocess=True):
     """A Dataset whose test split is every picture in root/<class>/*, converted for the model as
     `imgcls predict` converts it (so the plots show what the model saw). Class folders must be
-    named after the model's classes; a file that cannot be read is skipped and named."""
+    named after the model's classes, a "/" in a name written "_" (Fashion-MNIST's "T-shirt/top" is
+    T-shirt_top/); a file that cannot be read is skipped and named."""
     root, class_names = Path(root), metadata["class_names"]
     if not root.is_dir():
         raise ImgclsError(f"{root} is not a folder of class folders (<class>/<picture>)")
+    labels = {name.replace("/", "_"): label for label, name in enumerate(class_names)}
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    strangers = [p.name for p in folders if p.name not in class_names]
+    strangers = [p.name for p in folders if p.name not in labels]
     if strangers:
         raise ImgclsError(f"{root} has folders that are not classes of the model: {', '.join(strangers)}; "
-                          f"its classes: {', '.join(class_names)}")
+                          f"its class folders: {', '.join(labels)}")
     style = style_for(metadata.get("dataset"), input_shape, preprocess)
     x, y, skipped = [], [], []
     for folder in folders:
         for file in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             try:
                 x.append(to_model_input(open_image(file), input_shape, style))
-                y.append(class_names.index(folder.name))
+                y.append(labels[folder.name])
             except ImgclsError as e:
                 skipped.append(str(e))
     if skipped:
