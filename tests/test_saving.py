@@ -61,3 +61,22 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_a_trained_airnet_loads_without_warnings(shapes_folder, tmp_path):
+    """airnet's whitening kernel is frozen by hand in training and trainable again once loaded; the
+    saved optimizer must expect that, or every predict, evaluate and serve warned of skipped
+    optimizer variables."""
+    import warnings
+
+    from imgcls.config import resolve_config
+    from imgcls.train import train
+
+    config = resolve_config(dataset=f"folder:{shapes_folder}", model="airnet", epochs=1, batch_size=16,
+                            out=str(tmp_path / "run"))
+    folder = train(config, progress=False).folder
+    for name in ("model.keras", "model.h5"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model, _, _ = load_model(folder / name)
+        assert model.compiled and model.optimizer.built  # plain Keras can evaluate it as it is

@@ -406,10 +406,13 @@ def _train(config, dataset, folder, progress, callbacks):
 
     # Saved models are compiled for what their users do: evaluate on integer labels with plain Keras
     # (a plain optimizer, built so that loading finds the variables it expects, and no imgcls classes).
+    # A clone is compiled and built as loading will do it: there a weight frozen by hand in training
+    # (airnet's whitening kernel) is trainable again, and an optimizer built without it made loads warn.
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.optimizer.build(model.trainable_variables)
+    saved = keras.models.clone_model(model)
+    saved.set_weights(model.get_weights())
     for name in ("model.keras", "model.h5"):
-        save_model(model, folder / name, metadata)
+        save_model(saved, folder / name, metadata)
     metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta,
                               views=config.tta_views)
     metrics = {
