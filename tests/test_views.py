@@ -97,3 +97,11 @@ def test_metadata_naming_unknown_views_is_a_clear_error(tmp_path):
     model, metadata, _ = load_model(path)  # plain predictions need no views
     with pytest.raises(ImgclsError, match="model.keras: its metadata's tta_views is not 2 or 6: 4"):
         with_tta(model, metadata, path)
+
+
+def test_the_accuracy_line_names_a_tta_accuracy_even_of_zero():
+    from imgcls.cli import accuracy_line
+
+    assert accuracy_line({"test_accuracy": 0.25}) == "Test accuracy: 25.00%"
+    assert accuracy_line({"test_accuracy": 0.25, "test_accuracy_tta": 0.0}) == (
+        "Test accuracy: 25.00% (0.00% with predict --tta)")

@@ -166,8 +166,8 @@ def cmd_train(args):
 def accuracy_line(metrics):
     """The last line of train and evaluate: the test accuracy, and with the model's test-time views
     the accuracy `predict --tta` gives."""
-    tta = metrics.get("test_accuracy_tta")
-    return f"Test accuracy: {metrics['test_accuracy']:.2%}" + (f" ({tta:.2%} with predict --tta)" if tta else "")
+    line, tta = f"Test accuracy: {metrics['test_accuracy']:.2%}", metrics.get("test_accuracy_tta")
+    return line if tta is None else f"{line} ({tta:.2%} with predict --tta)"
 
 
 def cmd_evaluate(args):
