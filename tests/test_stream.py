@@ -146,11 +146,12 @@ def test_training_and_evaluation_stream_a_folder(small, home, tmp_path):
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
 
 
-def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small, home):
+def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small, home, monkeypatch):
     """Six views: each image, its mirror, both moved a pixel diagonally each way (the edge reflected,
     as airbench pads) and their mirrors, weighted 1/4, 1/4 and 1/8 each; streamed images get the same
-    views as arrays in memory, and the TTA accuracy is that of the weighted average."""
-    from imgcls.evaluate import evaluate, predict_proba
+    views as arrays in memory, are read once for all six, and the TTA accuracy is that of the
+    weighted average."""
+    from imgcls.evaluate import evaluate
     from imgcls.views import shifted, tta_views
 
     image = np.arange(9).reshape(1, 3, 3, 1)
@@ -159,18 +160,26 @@ def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small
 
     streamed = load_dataset(f"folder:{small}", cache_mode="stream", progress=False)
     x, y = streamed.x_test, streamed.y_test
+    in_memory = np.asarray(x)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
                               keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(3, activation="softmax")])
     weight, others = tta_views(6)
     assert len(others) == 5 and weight + sum(share for share, _ in others) == 1
-    averaged = weight * predict_proba(model, np.asarray(x))
-    for share, view in others:
-        probs = predict_proba(model, x, view=view)
-        np.testing.assert_allclose(probs, predict_proba(model, np.asarray(x), view=view), rtol=1e-5)
-        averaged += share * probs
-    metrics, _ = evaluate(model, x, y, streamed.class_names, tta=True, views=6)
-    assert metrics["test_accuracy_tta"] == round(float(np.mean(averaged.argmax(axis=1) == y)), 6)
+    averaged = weight * model.predict_on_batch(in_memory) + sum(
+        share * model.predict_on_batch(view(in_memory)) for share, view in others)
+    expected = round(float(np.mean(averaged.argmax(axis=1) == y)), 6)
+
+    read = []
+    reader = type(x).read
+    monkeypatch.setattr(type(x), "read", lambda self, rows: read.extend(rows) or reader(self, rows))
+    evaluate(model, x, y, streamed.class_names)
+    plain_reads, read[:] = sorted(read), []
+    metrics, probs = evaluate(model, x, y, streamed.class_names, tta=True, views=6)
+    assert sorted(read) == plain_reads  # the images are decoded as often as without views, not six times
+    assert metrics["test_accuracy_tta"] == expected
+    np.testing.assert_allclose(probs, model.predict_on_batch(in_memory), rtol=1e-5)  # the plain view's
+    assert evaluate(model, in_memory, y, streamed.class_names, tta=True, views=6)[0]["test_accuracy_tta"] == expected
 
 
 CHILD = textwrap.dedent("""

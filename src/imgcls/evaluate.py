@@ -15,31 +15,41 @@ from imgcls.images import IMAGE_SUFFIXES, open_image, to_model_input
 from imgcls.predict import measured_views, style_for
 from imgcls.runs import environment, short_name
 from imgcls.saving import load_model
-from imgcls.views import tta_views
+from imgcls.views import ViewAveraged
 
 
-def predict_proba(model, x, batch_size=512, view=None):
-    """Class probabilities for raw pixels, or for a `view` of them (a function of a batch of images);
-    quiet, since callers show their own progress. Lazy images (a folder too big for memory) are read
-    a batch at a time."""
-    if isinstance(x, LazyImages):  # smaller batches: the read-ahead queue holds several
-        return np.asarray(model.predict(Batches(x, batch_size=64, view=view), verbose=0))
-    return np.asarray(model.predict(view(np.asarray(x)) if view else x, batch_size=batch_size, verbose=0))
+def predict_proba(model, x, batch_size=512, views=None):
+    """Class probabilities for raw pixels, (images, classes); with `views` (an
+    imgcls.views.ViewAveraged), (views, images, classes), each batch reaching the model with its
+    views in one call, so that every image is read once. Quiet, since callers show their own
+    progress. Lazy images (a folder too big for memory) are read a batch at a time."""
+    if isinstance(x, LazyImages):
+        batch_size = 64  # smaller batches: the read-ahead queue holds several
+    elif views is None:
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    probs = np.asarray(model.predict(Batches(x, batch_size=batch_size, view=views and views.stack), verbose=0))
+    if views is None:
+        return probs
+    sizes = [views.views * min(batch_size, len(x) - start) for start in range(0, len(x), batch_size)]
+    return np.concatenate([batch.reshape(views.views, -1, batch.shape[-1])
+                           for batch in np.split(probs, np.cumsum(sizes)[:-1])], axis=1)
 
 
 def evaluate(model, x, y, class_names, batch_size=512, tta=False, views=2):
     """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions.
 
     With `tta`, also the accuracy of predictions averaged over `views` views of each image (see
-    tta_views; test-time augmentation): a point or more on photos, for one more pass per added view.
+    imgcls.views; test-time augmentation): a point or more on photos, for one more pass per added view.
     """
     y = np.asarray(y).reshape(-1)
-    probs = predict_proba(model, x, batch_size)
     extra = {}
     if tta:
-        weight, others = tta_views(views)
-        averaged = weight * probs + sum(share * predict_proba(model, x, batch_size, view) for share, view in others)
-        extra["test_accuracy_tta"] = round(float(np.mean(averaged.argmax(axis=1) == y)), 6)
+        averaging = ViewAveraged(model, views)
+        probs = predict_proba(model, x, batch_size, averaging)
+        extra["test_accuracy_tta"] = round(float(np.mean(averaging.average(probs).argmax(axis=1) == y)), 6)
+        probs = probs[0]
+    else:
+        probs = predict_proba(model, x, batch_size)
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     # Clipped at 1e-7 as Keras's cross-entropy does, so this equals model.evaluate's loss.

@@ -40,8 +40,15 @@ class ViewAveraged:
         self.model, self.input_shape, self.views = model, model.input_shape, count
         self.weight, self.others = tta_views(count)
 
-    def predict_on_batch(self, batch):
+    def stack(self, batch):
+        """The batch, then each of its other views: one batch for one model call."""
         batch = np.asarray(batch)
-        stacked = np.concatenate([batch, *(view(batch) for _, view in self.others)])
-        probs = np.asarray(self.model.predict_on_batch(stacked)).reshape(self.views, len(batch), -1)
+        return np.concatenate([batch, *(view(batch) for _, view in self.others)])
+
+    def average(self, probs):
+        """The weighted average of probabilities shaped (views, images, classes) over the views."""
         return self.weight * probs[0] + sum(share * p for (share, _), p in zip(self.others, probs[1:]))
+
+    def predict_on_batch(self, batch):
+        probs = np.asarray(self.model.predict_on_batch(self.stack(batch)))
+        return self.average(probs.reshape(self.views, len(batch), -1))
