@@ -200,6 +200,10 @@ def test_bad_requests_are_one_line_errors(run, tmp_path):
         export_run(run, "onnx", check_images=0)
     with pytest.raises(ImgclsError, match="no model.onnx in"):
         load_exported(tmp_path, "onnx")
+    with pytest.raises(ImgclsError, match="--tta is for --format web"):
+        export_run(run, "onnx", tta=True)
+    with pytest.raises(ImgclsError, match="was not trained with test-time augmentation"):
+        export_run(run, "web", tta=True)
 
 
 def test_folders_are_replaced_whole_or_not_at_all(tmp_path):

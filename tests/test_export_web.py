@@ -1,9 +1,11 @@
 """The page of `imgcls export --format web` in headless Chromium, opened as a file with no server
 running: it reads a drawn 7 and an uploaded photo as `imgcls predict` does (top-3 probabilities
-within 1e-3), its JavaScript conversion gives the pixels Python's gives, and the runtime it needs
-comes from the npm registry, checked and cached."""
+within 1e-3), and with --tta as `imgcls predict --tta` does; its JavaScript conversion and views
+give the pixels Python's give, and the runtime it needs comes from the npm registry, checked and
+cached."""
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -22,6 +24,8 @@ from imgcls.export import web
 from imgcls.images import open_image, to_model_input
 from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
+from imgcls.saving import load_model, save_model
+from imgcls.views import tta_views
 from conftest import press_stroke, run_on_first
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
@@ -56,18 +60,44 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, page_folder):
-    """index.html opened as a file; every URL it asks for is recorded."""
+@pytest.fixture(scope="module")
+def tta_run(run, tmp_path_factory):
+    """The run's model as one measured with airbench's six test-time views (`--tta-views 6`)."""
+    folder = tmp_path_factory.mktemp("web-tta")
+    model, metadata, _ = load_model(run)
+    save_model(model, folder / "model.keras", metadata | {"tta_views": 6})
+    metrics = json.loads((run / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps(metrics | {"test_accuracy_tta": 0.98765}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tta_page_folder(tta_run, page_folder):
+    """`imgcls export --format web --tta`'s page (after page_folder, which fetches the runtime)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
+        assert main(["export", str(tta_run), "--format", "web", "--tta", "--check-images", "200"]) == 0
+    return tta_run / "export" / "web"
+
+
+@contextlib.contextmanager
+def opened(browser, folder):
+    """folder/index.html opened as a file; every URL it asks for is recorded."""
     page = browser.new_page(viewport={"width": 820, "height": 560})
     # Headless Chromium draws no frames unless asked, and encodes canvas.toBlob only when idle after one
     page.add_init_script("(function frame() { requestAnimationFrame(frame); })()")
     page.requested = []
     page.on("request", lambda request: page.requested.append(request.url))
-    page.goto((page_folder / "index.html").as_uri())
+    page.goto((folder / "index.html").as_uri())
     page.wait_for_selector("body[data-ready]", timeout=60_000)
     yield page
     page.close()
+
+
+@pytest.fixture
+def page(browser, page_folder):
+    with opened(browser, page_folder) as page:
+        yield page
 
 
 def shown_top(page):
@@ -77,9 +107,9 @@ def shown_top(page):
             for bar in page.locator(".bar").all()]
 
 
-def predicted_top(run, picture, capsys):
-    """`imgcls predict RUN picture`'s top 3, with the Keras model."""
-    assert main(["predict", str(run), str(picture), "--json"]) == 0
+def predicted_top(run, picture, capsys, *flags):
+    """`imgcls predict RUN picture [flags]`'s top 3, with the Keras model."""
+    assert main(["predict", str(run), str(picture), "--json", *flags]) == 0
     return [(t["class"], t["probability"]) for t in json.loads(capsys.readouterr().out)[0]["top"]]
 
 
@@ -130,6 +160,37 @@ def test_uploaded_photo_reads_as_imgcls_predict_reads_it(page, run, mnist, tmp_p
     page_top = shown_top(page)
     assert page.locator("#status").inner_text() == ""
     assert_same_top(page_top, predicted_top(run, photo, capsys))
+
+
+def test_page_with_tta_averages_the_views_as_predict_tta_does(browser, tta_run, tta_page_folder, mnist, tmp_path,
+                                                               capsys):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(capture_jpeg(mnist.x_test[0], np.random.default_rng(3)))
+    with opened(browser, tta_page_folder) as page:
+        assert page.locator("#model").inner_text().endswith(" · test accuracy 98.8% with 6 views")
+        page.set_input_files("#upload", str(photo))
+        page_top = shown_top(page)
+    assert_same_top(page_top, predicted_top(tta_run, photo, capsys, "--tta"))
+    plain = predicted_top(tta_run, photo, capsys)
+    assert abs(plain[0][1] - page_top[0][1]) > 1e-3, (plain, page_top)  # the views changed the answer
+
+
+VIEWS = """([pixels, shape, count]) => imgclsBackend.views(Uint8Array.from(pixels), shape, count)
+    .map((view) => [Array.from(view.pixels), view.weight])"""
+
+
+@pytest.mark.parametrize("count", [2, 6])
+@pytest.mark.parametrize("shape", [(5, 4), (5, 4, 3)])
+def test_javascript_views_are_pythons(page, shape, count):
+    """The page's test-time views of a picture (not square: rows and columns cannot be swapped
+    unnoticed) are imgcls.views's, in the same order, with the same weights."""
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    theirs = page.evaluate(VIEWS, [pixels.ravel().tolist(), list(shape), count])
+    weight, others = tta_views(count)
+    ours = [(pixels, weight)] + [(view(pixels[None])[0], share) for share, view in others]
+    assert len(theirs) == len(ours) == count
+    for (view, share), (their_view, their_share) in zip(ours, theirs):
+        assert their_view == view.ravel().tolist() and their_share == share
 
 
 def ruled_page(digit):

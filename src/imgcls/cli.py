@@ -102,6 +102,8 @@ def build_parser():
     export.add_argument("--out", help="folder (default: <run>/export)")
     export.add_argument("--check-images", type=int, default=1000,
                         help="test images the exported file is checked on against Keras (default 1000)")
+    export.add_argument("--tta", action="store_true", help="web: the page averages the test-time views the run "
+                                                           "was measured with, as predict --tta does")
 
     datasets = commands.add_parser("datasets", help="list or fetch datasets")
     datasets_commands = datasets.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -230,7 +232,8 @@ def cmd_serve(args):
 def cmd_export(args):
     from imgcls.export import export_run
 
-    path = export_run(args.model, args.format, quantize=args.quantize, out=args.out, check_images=args.check_images)
+    path = export_run(args.model, args.format, quantize=args.quantize, out=args.out, check_images=args.check_images,
+                      tta=args.tta)
     print(f"Exported: {path}")
     print(f"Model card: {path.parent / 'model_card.md'}")
     if args.format == "web":

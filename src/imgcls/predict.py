@@ -74,15 +74,20 @@ def measured_views(metadata, source):
     return views
 
 
-def with_tta(model, metadata, source):
-    """`model` averaging over the test-time views it was measured with, so its predictions are as
-    accurate as the run's test_accuracy_tta; an ImgclsError for a model that was not, since a digit
-    model, say, has never seen its mirror images."""
+def views_for_tta(metadata, source):
+    """The test-time views `--tta` averages: those the model was measured with, so its predictions
+    are as accurate as the run's test_accuracy_tta; an ImgclsError for a model that was not, since a
+    digit model, say, has never seen its mirror images."""
     views = measured_views(metadata, source)
     if views is None:
         raise ImgclsError(f"{source} was not trained with test-time augmentation (imgcls train --tta), so "
                           "its views are unknown and may mislead it (a mirrored digit is no digit); leave out --tta")
-    return ViewAveraged(model, views)
+    return views
+
+
+def with_tta(model, metadata, source):
+    """`model` averaging its predictions over the views `--tta` asks for (views_for_tta)."""
+    return ViewAveraged(model, views_for_tta(metadata, source))
 
 
 def predict_arrays(model, class_names, batch, top_k=3):

@@ -49,26 +49,33 @@ PREPROCESSING = {
 }
 
 
-def export_run(run, fmt, quantize=None, out=None, check_images=1000) -> Path:
+def export_run(run, fmt, quantize=None, out=None, check_images=1000, tta=False) -> Path:
     """Export the model of `run` (a run folder or a model file) to `fmt` ("onnx", "litert",
     "saved_model" or "web"; "litert" with quantize="int8" for int8), check it in its own runtime on
     `check_images` test images of the run's dataset, and write labels.json, metadata.json and
-    model_card.md beside it in `out` (default RUN/export/). Returns the exported file's path."""
+    model_card.md beside it in `out` (default RUN/export/). With `tta` (web only), the page averages
+    the test-time views the run was measured with, as `imgcls predict --tta` does; the other
+    formats' callers can (metadata.json says `tta_views`). Returns the exported file's path."""
     target_name = export_name(fmt, quantize)
     if isinstance(check_images, bool) or not isinstance(check_images, int) or check_images < 1:
         raise InvalidValue("check_images", f"must be a whole number of at least 1, got {check_images!r}")
+    if tta and fmt != "web":
+        raise ImgclsError(f"--tta is for --format web: a {fmt} file predicts one view, and its callers average "
+                          "the views metadata.json names (imgcls predict --runtime ... --tta does)")
     for module in NEEDS[fmt]:
         runtimes.require(module)
+    from imgcls.predict import views_for_tta
     from imgcls.saving import load_model
 
     model, metadata, path = load_model(run)
+    views = views_for_tta(metadata, path) if tta else None
     model = inference_model(model)
     data = run_dataset(model, metadata, path)
     folder = Path(out) if out else path.parent / "export"
     target = folder / target_name
     calibration = calibration_images(data.x_train) if quantize else None
     if fmt == "web":
-        web.write_page(model, target, web.page_info(metadata, model.input_shape[1:], read_metrics(path) or {}))
+        web.write_page(model, target, web.page_info(metadata, model.input_shape[1:], read_metrics(path) or {}, views))
     else:
         write_model(model, fmt, target, calibration)
     source = {"file": str(path), "sha256": sha256(path)}

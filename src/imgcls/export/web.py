@@ -65,13 +65,15 @@ def runtime_files(progress=True) -> Path:
     return folder
 
 
-def page_info(metadata, input_shape, metrics):
-    """What the page shows and needs, as `imgcls serve` answers /model."""
+def page_info(metadata, input_shape, metrics, tta_views=None):
+    """What the page shows and needs, as `imgcls serve` answers /model; `tta_views`, if given, the
+    test-time views the page averages (page/local.js makes them as imgcls.views does)."""
     from imgcls.predict import style_for
 
     return {"name": metadata["model"], "dataset": metadata.get("dataset"), "file": "model.onnx",
             "classes": metadata["class_names"], "input_shape": list(input_shape),
-            "preprocessing": style_for(metadata.get("dataset"), input_shape), "metrics": metrics}
+            "preprocessing": style_for(metadata.get("dataset"), input_shape), "metrics": metrics,
+            "tta_views": tta_views}
 
 
 def script(name, value, about):

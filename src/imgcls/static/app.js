@@ -158,12 +158,15 @@ async function start() {
     const model = await backend.model();
     const shape = model.input_shape;
     canDraw = shape.length === 2 || shape[2] === 1;
-    const accuracy = model.metrics && model.metrics.test_accuracy;
+    // Answers averaged over test-time views (--tta) are as accurate as the run's figure with them
+    const views = model.tta_views && model.metrics && typeof model.metrics.test_accuracy_tta === "number";
+    const accuracy = model.metrics && model.metrics[views ? "test_accuracy_tta" : "test_accuracy"];
     document.getElementById("model").textContent = [
       `${model.name} on ${model.dataset || "an unknown dataset"}`,
       `${model.classes.length} classes`,
       `input ${shape.join("×")}`,
-      ...(typeof accuracy === "number" ? [`test accuracy ${(accuracy * 100).toFixed(1)}%`] : []),
+      ...(typeof accuracy === "number"
+        ? [`test accuracy ${(accuracy * 100).toFixed(1)}%${views ? ` with ${model.tta_views} views` : ""}`] : []),
     ].join(" · ");
     document.getElementById("hint").textContent = canDraw
       ? "Draw with the mouse or a finger, or drop an image anywhere."

@@ -47,17 +47,47 @@ window.imgclsBackend = (() => {
     return context.getImageData(0, 0, canvas.width, canvas.height);
   }
 
+  // The views imgcls.views makes of a converted picture (height, width[, channels]), with their
+  // weights: the picture and its mirror; for six, those at a quarter each and, at an eighth each,
+  // both moved a pixel diagonally down-right and up-left, the edge reflected into the gap.
+  function views(pixels, [height, width, channels = 1], count) {
+    const reflect = (i, n) => (i < 0 ? -i : i >= n ? 2 * n - 2 - i : i);
+    const view = (move, mirror) => {
+      const out = new Uint8Array(pixels.length);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const from = (reflect(y - move, height) * width + reflect((mirror ? width - 1 - x : x) - move, width)) * channels;
+          out.set(pixels.subarray(from, from + channels), (y * width + x) * channels);
+        }
+      }
+      return out;
+    };
+    const moves = count === 6 ? [[0, 1 / 4], [1, 1 / 8], [-1, 1 / 8]] : [[0, 1 / 2]];
+    return moves.flatMap(([move, weight]) => [false, true].map((mirror) => ({ pixels: view(move, mirror), weight })));
+  }
+
+  // The model's probabilities for a converted picture: averaged over its views with --tta, in one run.
+  async function probabilities(model, converted) {
+    const shown = info.tta_views ? views(converted, info.input_shape, info.tta_views) : [{ pixels: converted, weight: 1 }];
+    const batch = new Uint8Array(converted.length * shown.length);
+    shown.forEach((v, i) => batch.set(v.pixels, i * converted.length));
+    const input = new ort.Tensor("uint8", batch, [shown.length, ...info.input_shape]);
+    const probs = (await model.run({ [model.inputNames[0]]: input }))[model.outputNames[0]].data;
+    const classes = info.classes.length;
+    return info.classes.map((_, c) => shown.reduce((sum, v, i) => sum + v.weight * probs[i * classes + c], 0));
+  }
+
   return {
     async model() {
       await session;
       return info;
     },
     pixels,
+    views,
     async predict(blob) {
       const model = await session;
       const converted = imgclsConvert.toModelInput(await pixels(blob), info.input_shape, info.preprocessing);
-      const input = new ort.Tensor("uint8", converted, [1, ...info.input_shape]);
-      const probs = (await model.run({ [model.inputNames[0]]: input }))[model.outputNames[0]].data;
+      const probs = await probabilities(model, converted);
       const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]).slice(0, TOP);
       return { top: order.map((i) => ({ class: info.classes[i], probability: probs[i] })) };
     },
