@@ -121,6 +121,25 @@ def test_predictors_serve_like_a_keras_model(runtime, run, exported, mnist):
         np.testing.assert_allclose(predictor.predict_on_batch(x[:batch]), model.predict_on_batch(x[:batch]), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def airnet_run(mnist, tmp_path_factory):
+    """airnet_small, the clothes recipe's network (patch whitening, GELU, a black frame), trained for
+    one epoch on 2,000 MNIST images."""
+    return run_on_first(mnist, 6000, tmp_path_factory.mktemp("export-airnet") / "run", model="airnet_small",
+                        epochs=1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_photo_and_clothes_networks_export(variant, airnet_run, mnist):
+    """airnet's GELU: TensorFlow computes it with erfc, an op tf2onnx cannot convert."""
+    fmt, quantize = VARIANTS[variant]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
+        path = export_run(airnet_run, fmt, quantize, check_images=CHECK)
+    model, _, _ = load_model(airnet_run)
+    assert_matches_keras(path, fmt, quantize, model, mnist.x_test[:CHECK], mnist.y_test[:CHECK])
+
+
 def test_onnx_runtime_loads_without_tensorflow(run, exported):
     code = ("import sys, numpy as np; from imgcls.export.runtimes import load_exported; "
             f"p, m = load_exported({str(run)!r}, 'onnx'); "

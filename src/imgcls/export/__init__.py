@@ -60,8 +60,8 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000, tta=False) 
     if isinstance(check_images, bool) or not isinstance(check_images, int) or check_images < 1:
         raise InvalidValue("check_images", f"must be a whole number of at least 1, got {check_images!r}")
     if tta and fmt != "web":
-        raise ImgclsError(f"--tta is for --format web: a {fmt} file predicts one view, and its callers average "
-                          "the views metadata.json names (imgcls predict --runtime ... --tta does)")
+        raise ImgclsError("--tta is for --format web: other exported files predict one view at a time, and their "
+                          "callers average the views metadata.json names, as imgcls predict --runtime onnx --tta does")
     for module in NEEDS[fmt]:
         runtimes.require(module)
     from imgcls.predict import views_for_tta

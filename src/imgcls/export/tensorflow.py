@@ -3,8 +3,10 @@ LiteRT (the TFLite converter, with post-training int8 quantisation) and SavedMod
 for a SavedModel. Kept apart so that `imgcls.export.runtimes` runs ONNX and LiteRT files without
 TensorFlow."""
 
+import contextlib
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -18,9 +20,33 @@ def input_signature(model):
 
 
 def export_onnx(model, path):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), gelu_through_erf(model):
         warnings.simplefilter("ignore", FutureWarning)  # Keras's numpy-2 patch of tf2onnx trips one
         model.export(str(path), format="onnx", input_signature=input_signature(model), verbose=False)
+
+
+def erf_gelu(x):
+    """GELU, x * (1 + erf(x / sqrt 2)) / 2: Keras's exact GELU written with erf, which ONNX has."""
+    return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+
+
+@contextlib.contextmanager
+def gelu_through_erf(model):
+    """`model`'s GELU activations (airnet's) computed with erf while it is traced: TensorFlow's own
+    uses erfc, which tf2onnx cannot convert."""
+    layers, found = [model], []
+    while layers:
+        layer = layers.pop()
+        layers.extend(getattr(layer, "layers", []))
+        if getattr(layer, "activation", None) is keras.activations.gelu:
+            found.append(layer)
+    for layer in found:
+        layer.activation = erf_gelu
+    try:
+        yield
+    finally:
+        for layer in found:
+            layer.activation = keras.activations.gelu
 
 
 def export_litert(model, path, calibration=None):
