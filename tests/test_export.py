@@ -106,6 +106,7 @@ def test_export_folder_holds_labels_metadata_and_card(run, exported, mnist):
     card = (folder / "model_card.md").read_text()
     run_accuracy = json.loads((run / "metrics.json").read_text())["test_accuracy"]
     assert f"{run_accuracy:.2%}" in card and "uint8" in card and "centre of mass" in card
+    assert "test-time views" not in card  # the run was not measured with them
     for name, record in metadata["exports"].items():  # one card for every format exported from this run
         assert f"| `{name}` |" in card and f"{record['bytes']:,}" in card
 
@@ -264,11 +265,12 @@ def test_predict_and_serve_with_the_onnx_runtime_answer_as_keras_does(run, expor
 
 def test_an_export_keeps_the_test_time_views_of_its_run(run, mnist, tmp_path):
     """A model measured with --tta exports with its views, so `predict --runtime onnx --tta` averages
-    the same views as Keras does."""
+    the same views as Keras does, and its model card gives that accuracy and says how."""
     from imgcls.predict import with_tta
 
     model, metadata, _ = load_model(run)
     save_model(model, tmp_path / "model.keras", metadata | {"tta_views": 6})
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "test_accuracy_tta": 0.98765}))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
         export_run(tmp_path, "onnx", check_images=100)
@@ -277,3 +279,6 @@ def test_an_export_keeps_the_test_time_views_of_its_run(run, mnist, tmp_path):
     x = mnist.x_test[:50]
     np.testing.assert_allclose(with_tta(predictor, exported_metadata, tmp_path).predict_on_batch(x),
                                with_tta(model, metadata | {"tta_views": 6}, run).predict_on_batch(x), atol=1e-4)
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert "With test-time views (metadata.json's `tta_views`: 6): 98.77%, each picture's" in card
+    assert "moved a pixel down and right" in card

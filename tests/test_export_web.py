@@ -171,6 +171,8 @@ def test_page_with_tta_averages_the_views_as_predict_tta_does(browser, tta_run, 
         page.set_input_files("#upload", str(photo))
         page_top = shown_top(page)
     assert_same_top(page_top, predicted_top(tta_run, photo, capsys, "--tta"))
+    assert "converts pictures as `imgcls predict` does, averaging the 6 test-time views." in (
+        tta_run / "export" / "model_card.md").read_text()
     plain = predicted_top(tta_run, photo, capsys)
     assert abs(plain[0][1] - page_top[0][1]) > 1e-3, (plain, page_top)  # the views changed the answer
 

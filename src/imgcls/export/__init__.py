@@ -91,6 +91,8 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000, tta=False) 
     else:
         predictor, _ = runtimes.load_exported(target, fmt)
     record = check_export(model, predictor, data, check_images) | {"bytes": size(target), "runtime": runtime_name(fmt)}
+    if views:
+        record["tta_views"] = views  # the page averages them
     if quantize:
         record["float"] = float_litert(model, data, check_images)
     info["exports"][target.name] = record
@@ -251,6 +253,11 @@ def preprocessing(dataset, input_shape):
     return PREPROCESSING[style].format(mode=mode, size=f"{input_shape[1]}x{input_shape[0]}"), style
 
 
+VIEWS = {2: "the picture and its mirror image (columns reversed), at equal weights",
+         6: "the picture and its mirror image at 1/4 each, and at 1/8 each both moved a pixel down and right "
+            "and a pixel up and left, the edge reflected into the gap (as numpy.pad's reflect mode)"}
+
+
 def percent(value):
     return f"{value:.2%}" if isinstance(value, (int, float)) else "not recorded"
 
@@ -292,6 +299,10 @@ def model_card(info, metrics):
         "",
         f"The run's test accuracy (Keras, {metrics.get('test_size', 0):,} test images, metrics.json): "
         f"{percent(metrics.get('test_accuracy'))}.",
+        *([f"\nWith test-time views (metadata.json's `tta_views`: {info['tta_views']}): "
+           f"{percent(metrics.get('test_accuracy_tta'))}, each picture's probabilities averaged over "
+           f"{VIEWS[info['tta_views']]}. `imgcls.views.ViewAveraged` wraps any of the files below to do so, as "
+           "`imgcls predict RUN --runtime onnx --tta` does."] if info.get("tta_views") else []),
         "",
         "Each exported file, run in its own runtime on the first test images of the dataset, against the "
         "Keras model on the same images:",
@@ -306,8 +317,9 @@ def model_card(info, metrics):
           for name, r in info["exports"].items() if "float" in r],
         *[f"\n`{name}/` is a page that runs the model in the browser, no server needed (open its index.html): "
           f"its model.onnx is checked here in ONNX Runtime; the page runs the same file in {web.ORT_WEB} "
-          "(WebAssembly) and converts pictures as `imgcls predict` does." for name in info["exports"]
-          if name == FORMATS["web"]],
+          "(WebAssembly) and converts pictures as `imgcls predict` does"
+          + (f", averaging the {r['tta_views']} test-time views." if r.get("tta_views") else ".")
+          for name, r in info["exports"].items() if name == FORMATS["web"]],
         "",
         "## Speed",
         "",
