@@ -3,6 +3,7 @@ FLOP counts, and the summary line scripts read. (Timings themselves are reported
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -39,6 +40,15 @@ def test_forward_flops_of_the_tutorial_cnn():
     # 2 x multiply-adds: conv 26*26*32*9 + conv 11*11*64*288 + dense 1600*128 + dense 128*10
     expected = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 1600 * 128 + 128 * 10)
     assert forward_flops(build_model("cnn2", (28, 28), 10)) == expected
+
+
+def test_forward_flops_count_depthwise_and_separable_convolutions():
+    x = keras.Input((12, 12, 4))
+    y = keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2)(x)  # 5x5x8
+    y = keras.layers.SeparableConv2D(16, 3, padding="same")(y)  # 5x5x16
+    # 2 x multiply-adds: depthwise 5*5*(3*3*4*2) + separable 5*5*(3*3*8*1 + 8*16) + dense 5*5*16*3
+    expected = 2 * (5 * 5 * 72 + 5 * 5 * (72 + 128) + 400 * 3)
+    assert forward_flops(keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(y)))) == expected
 
 
 class Record:

@@ -127,16 +127,22 @@ def bench_inference(models, x):
             for name, model in models.items()}
 
 
+# The kernels of each kind of convolution, every weight used once per output position (a separable
+# convolution's pointwise kernel runs at its depthwise part's output size)
+CONVOLUTION_KERNELS = {keras.layers.Conv2D: ("kernel",), keras.layers.DepthwiseConv2D: ("kernel",),
+                       keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel")}
+
+
 def forward_flops(model):
     """Multiply-adds x 2 of the convolution and dense layers for one image (the rest is small)."""
     flops = 0
     for layer in _leaf_layers(model):
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.shape  # (kh, kw, in, out)
-            out_h, out_w = layer.output.shape[1:3]
-            flops += 2 * out_h * out_w * int(np.prod(kernel))
-        elif isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.layers.Dense):
             flops += 2 * int(np.prod(layer.kernel.shape))
+        for kind, names in CONVOLUTION_KERNELS.items():
+            if isinstance(layer, kind):
+                out_h, out_w = layer.output.shape[1:3]
+                flops += 2 * out_h * out_w * sum(int(np.prod(getattr(layer, name).shape)) for name in names)
     return flops
 
 
