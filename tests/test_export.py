@@ -226,6 +226,24 @@ def test_bad_requests_are_one_line_errors(run, tmp_path):
         export_run(run, "web", tta=True)
 
 
+def test_exports_are_checked_on_every_class_of_a_folder_dataset(shapes_folder, tmp_path):
+    """A folder dataset lists its test pictures class by class (CIFAR-10's JPEG folders too): the
+    check must not take the first ones, all of one class. A model that always answers the first
+    class would score 100% on them; on the 30 pictures of 3 classes it is right about a third of the time."""
+    inputs = keras.Input((20, 20, 1))
+    outputs = layers.Dense(3, activation="softmax", bias_initializer=keras.initializers.Constant([5.0, 0.0, 0.0]),
+                           kernel_initializer="zeros")(layers.Flatten()(inputs))
+    save_model(keras.Model(inputs, outputs), tmp_path / "model.keras",
+               {"class_names": ["bar", "cross", "square"], "dataset": f"folder:{shapes_folder}", "model": "first"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imgcls.export, "SPEED_SECONDS", 0.05)
+        export_run(tmp_path, "litert", quantize="int8", check_images=12)
+    record = json.loads((tmp_path / "export" / "metadata.json").read_text())["exports"]["model_int8.tflite"]
+    assert record["check_images"] == 12
+    assert 0 < record["keras_accuracy"] < 0.75 and record["accuracy"] == record["keras_accuracy"]
+    assert 0 < record["float"]["accuracy"] < 0.75
+
+
 def test_folders_are_replaced_whole_or_not_at_all(tmp_path):
     target = tmp_path / "saved_model"
     with atomic_folder(target) as tmp:

@@ -73,7 +73,7 @@ def export_run(run, fmt, quantize=None, out=None, check_images=1000, tta=False) 
     data = run_dataset(model, metadata, path)
     folder = Path(out) if out else path.parent / "export"
     target = folder / target_name
-    calibration = calibration_images(data.x_train) if quantize else None
+    calibration = sample(data.x_train) if quantize else None
     if fmt == "web":
         web.write_page(model, target, web.page_info(metadata, model.input_shape[1:], read_metrics(path) or {}, views))
     else:
@@ -154,10 +154,11 @@ def run_dataset(model, metadata, path):
     return dataset_for(model, name)
 
 
-def calibration_images(x_train, n=CALIBRATION_IMAGES, seed=0):
-    """A fixed random sample of training images: every class, not just the first few hundred."""
-    rows = np.random.default_rng(seed).choice(len(x_train), size=min(n, len(x_train)), replace=False)
-    return x_train[np.sort(rows)]
+def sample(x, y=None, n=CALIBRATION_IMAGES, seed=0):
+    """A fixed random sample of n images (and their labels), all when there are fewer: every class,
+    not the first few, since a folder dataset lists its pictures class by class. Read into memory."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False))
+    return np.asarray(x[rows]) if y is None else (np.asarray(x[rows]), np.asarray(y[rows]).reshape(-1))
 
 
 def write_model(model, fmt, target, calibration=None):
@@ -218,9 +219,9 @@ def images_per_second(predictor, x, batch):
 
 
 def check_export(model, predictor, data, n):
-    """Accuracy and top-1 agreement of the exported predictor against the Keras model on the first
-    `n` test images, and both one's speed, measured one after the other in this process."""
-    x, y = np.asarray(data.x_test[:n]), np.asarray(data.y_test[:n]).reshape(-1)  # read, if a folder streams
+    """Accuracy and top-1 agreement of the exported predictor against the Keras model on `n` test
+    images (a fixed sample), and both one's speed, measured one after the other in this process."""
+    x, y = sample(data.x_test, data.y_test, n)
     ours, keras_top = predict_all(predictor, x).argmax(axis=1), predict_all(model, x).argmax(axis=1)
     return {"check_images": len(x), "accuracy": round(float(np.mean(ours == y)), 6),
             "keras_accuracy": round(float(np.mean(keras_top == y)), 6),
@@ -234,7 +235,7 @@ def float_litert(model, data, n):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.tflite"
         write_model(model, "litert", path)
-        x, y = np.asarray(data.x_test[:n]), np.asarray(data.y_test[:n]).reshape(-1)  # read, if a folder streams
+        x, y = sample(data.x_test, data.y_test, n)  # the images check_export takes
         probs = predict_all(runtimes.LiteRTPredictor(path), x)
         return {"bytes": size(path), "accuracy": round(float(np.mean(probs.argmax(axis=1) == y)), 6)}
 
@@ -304,8 +305,8 @@ def model_card(info, metrics):
            f"{VIEWS[info['tta_views']]}. `imgcls.views.ViewAveraged` wraps any of the files below to do so, as "
            "`imgcls predict RUN --runtime onnx --tta` does."] if info.get("tta_views") else []),
         "",
-        "Each exported file, run in its own runtime on the first test images of the dataset, against the "
-        "Keras model on the same images:",
+        "Each exported file, run in its own runtime on a fixed random sample of the test set (of every "
+        "class; its size in the table), against the Keras model on the same images:",
         "",
         "| file | runtime | bytes | test images | accuracy | Keras accuracy | top-1 agreement with Keras |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
