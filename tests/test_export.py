@@ -1,6 +1,6 @@
 """Exported models (ONNX, LiteRT, SavedModel) checked in their own runtimes against Keras: a small
-model trained on real MNIST, an old-style model with random augmentation layers inside, and a colour
-model."""
+model trained on real MNIST, an old-style model with random augmentation layers inside, a colour
+model, and the photo and clothes recipes' network."""
 
 import json
 import subprocess
@@ -125,7 +125,7 @@ def test_predictors_serve_like_a_keras_model(runtime, run, exported, mnist):
 @pytest.fixture(scope="module")
 def airnet_run(mnist, tmp_path_factory):
     """airnet_small, the clothes recipe's network (patch whitening, GELU, a black frame), trained for
-    one epoch on 2,000 MNIST images."""
+    one epoch on 6,000 MNIST images (on 2,000 its int8 file agreed with it on only 98.9%)."""
     return run_on_first(mnist, 6000, tmp_path_factory.mktemp("export-airnet") / "run", model="airnet_small",
                         epochs=1)
 
