@@ -175,11 +175,11 @@ def test_six_view_tta_averages_airbench_views_alike_in_memory_and_streamed(small
     monkeypatch.setattr(type(x), "read", lambda self, rows: read.extend(rows) or reader(self, rows))
     evaluate(model, x, y, streamed.class_names)
     plain_reads, read[:] = sorted(read), []
-    metrics, probs = evaluate(model, x, y, streamed.class_names, tta=True, views=6)
+    metrics, probs = evaluate(model, x, y, streamed.class_names, views=6)
     assert sorted(read) == plain_reads  # the images are decoded as often as without views, not six times
     assert metrics["test_accuracy_tta"] == expected
     np.testing.assert_allclose(probs, model.predict_on_batch(in_memory), rtol=1e-5)  # the plain view's
-    assert evaluate(model, in_memory, y, streamed.class_names, tta=True, views=6)[0]["test_accuracy_tta"] == expected
+    assert evaluate(model, in_memory, y, streamed.class_names, views=6)[0]["test_accuracy_tta"] == expected
 
 
 CHILD = textwrap.dedent("""

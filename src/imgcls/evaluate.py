@@ -18,32 +18,34 @@ from imgcls.saving import load_model
 from imgcls.views import ViewAveraged
 
 
-def predict_proba(model, x, batch_size=512, views=None):
-    """Class probabilities for raw pixels, (images, classes); with `views` (an
+def predict_proba(model, x, batch_size=512, averaging=None):
+    """Class probabilities for raw pixels, (images, classes); with `averaging` (an
     imgcls.views.ViewAveraged), (views, images, classes), each batch reaching the model with its
     views in one call, so that every image is read once. Quiet, since callers show their own
     progress. Lazy images (a folder too big for memory) are read a batch at a time."""
     if isinstance(x, LazyImages):
         batch_size = 64  # smaller batches: the read-ahead queue holds several
-    elif views is None:
+    elif averaging is None:
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    probs = np.asarray(model.predict(Batches(x, batch_size=batch_size, view=views and views.stack), verbose=0))
-    if views is None:
+    probs = np.asarray(model.predict(Batches(x, batch_size=batch_size, view=averaging and averaging.stack),
+                                     verbose=0))
+    if averaging is None:
         return probs
-    sizes = [views.views * min(batch_size, len(x) - start) for start in range(0, len(x), batch_size)]
-    return np.concatenate([batch.reshape(views.views, -1, batch.shape[-1])
+    sizes = [averaging.views * min(batch_size, len(x) - start) for start in range(0, len(x), batch_size)]
+    return np.concatenate([batch.reshape(averaging.views, -1, batch.shape[-1])
                            for batch in np.split(probs, np.cumsum(sizes)[:-1])], axis=1)
 
 
-def evaluate(model, x, y, class_names, batch_size=512, tta=False, views=2):
+def evaluate(model, x, y, class_names, batch_size=512, views=None):
     """Metrics of `model` on (x, y); returns (metrics, probabilities) so plots reuse the predictions.
 
-    With `tta`, also the accuracy of predictions averaged over `views` views of each image (see
-    imgcls.views; test-time augmentation): a point or more on photos, for one more pass per added view.
+    With `views` (2 or 6: see imgcls.views), also the accuracy of predictions averaged over that many
+    views of each image (test-time augmentation): a point or more on photos, for one more pass per
+    added view.
     """
     y = np.asarray(y).reshape(-1)
     extra = {}
-    if tta:
+    if views:
         averaging = ViewAveraged(model, views)
         probs = predict_proba(model, x, batch_size, averaging)
         extra["test_accuracy_tta"] = round(float(np.mean(averaging.average(probs).argmax(axis=1) == y)), 6)
@@ -85,9 +87,8 @@ def evaluate_saved(model_or_run, dataset=None, data_dir=None, out=None, images=N
         if not name:
             raise ImgclsError(f"{path} does not say which dataset it was trained on; pass --dataset")
         data = dataset_for(model, name, data_dir, cache_mode=cache_mode, memory_budget=memory_budget)
-    views = measured_views(metadata, path)  # a run measured with TTA is evaluated with it again
-    metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names, tta=views is not None,
-                              views=views or 2)
+    metrics, probs = evaluate(model, data.x_test, data.y_test, data.class_names,
+                              views=measured_views(metadata, path))  # a run measured with TTA: again
     metrics = {"dataset": data.name, "model": metadata["model"], "model_file": str(path),
                **metrics, **environment()}
     folder = Path(out) if out else path.parent / f"eval-{short_name(data.name)}"

@@ -413,8 +413,8 @@ def _train(config, dataset, folder, progress, callbacks):
     saved.set_weights(model.get_weights())
     for name in ("model.keras", "model.h5"):
         save_model(saved, folder / name, metadata)
-    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, tta=config.tta,
-                              views=config.tta_views)
+    metrics, probs = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names,
+                              views=config.tta_views if config.tta else None)
     metrics = {
         "dataset": dataset.name, "model": config.model, **metrics,
         "training_seconds": round(seconds, 2), "epochs": len(checkpoint.rows),
