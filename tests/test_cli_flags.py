@@ -1,4 +1,4 @@
-"""Every config field has a `train` flag derived from it, and every flag the README shows exists."""
+"""Every config field has a `train` flag derived from it, and every flag the README and docs/ show exists."""
 
 import dataclasses
 import re
@@ -7,7 +7,8 @@ from pathlib import Path
 from imgcls.cli import build_parser, main
 from imgcls.config import TrainConfig
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = "".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 
 
 def train_flags():
@@ -38,11 +39,11 @@ def test_flags_reach_the_config(monkeypatch):
             config.optimizer, config.warmup) == (0.001, 0.1, True, "auto", 2, "sgd", 0.3)
 
 
-def test_every_flag_in_the_readme_exists():
+def test_every_flag_in_the_docs_exists():
     known = train_flags() | {o for a in build_parser()._actions for o in a.option_strings}
     subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
     for parser in subcommands.values():
         known |= {o for a in parser._actions for o in a.option_strings}
         known |= set(parser._long_options())
-    mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", README))
+    mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", DOCS))
     assert mentioned - known == set()

@@ -59,7 +59,7 @@ def _gelu_block(x, filters):
     and forgets fast: with its offsets learning 64 times faster (imgcls.train.optimizer) the short
     schedules converge sooner. Keras momentum 0.4 keeps 40% of the running statistics each step;
     airbench94_muon's BatchNorm(momentum=0.6) keeps 60% (it hands PyTorch 1 - 0.6); its own script
-    with 0.6 on this network and budget ended level with ours (README, "Photos and clothes")."""
+    with 0.6 on this network and budget ended level with ours (docs/photos-and-clothes.md)."""
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = layers.Activation("gelu")(layers.BatchNormalization(momentum=0.4, scale=False)(layers.MaxPooling2D()(x)))
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
