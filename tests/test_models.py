@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from imgcls.errors import ImgclsError
-from imgcls.models import build_model, list_models
+from imgcls.models import build_model, list_models, model_spec
 
 # Parameter counts of the tutorial notebooks' models (Keras model.summary()).
 TUTORIAL_PARAMS = {
@@ -44,8 +44,6 @@ def test_airnet_starts_from_whitened_patches_and_identity_convolutions():
     patches uncorrelated with unit variance, and the other convolutions pass channels through."""
     import keras
 
-    from imgcls.models import model_spec
-
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(600, 33, 33, 3))
     correlated = noise[:, 1:, 1:] + noise[:, :-1, 1:] + noise[:, 1:, :-1] + noise[:, 1:, 1:, ::-1]  # neighbours, channels
@@ -71,15 +69,21 @@ def test_airnet_starts_from_whitened_patches_and_identity_convolutions():
         np.testing.assert_array_equal(kernel[..., :n], identity)
 
 
-def test_airnet_small_frames_clothes_in_black_before_whitening():
-    """Fashion-MNIST's 28x28 pictures reach the whitening layer as 32x32 with a black frame, so
-    clothes touching the edge meet the background there, not the features' zero padding."""
+@pytest.mark.parametrize("background", [0, 255])
+def test_airnet_small_frames_pictures_in_their_background_colour_before_whitening(background):
+    """28x28 pictures reach the whitening layer as 32x32 framed in their background's colour, taken
+    from the training pictures: black for Fashion-MNIST's clothes, white for dark things on paper.
+    Objects touching the edge then meet the background there, not the features' zero padding."""
     import keras
 
+    rng = np.random.default_rng(0)
+    pictures = np.full((40, 28, 28), background, np.uint8)
+    pictures[:, 6:22, 6:22] = rng.integers(0, 256, (40, 16, 16))
+    pictures[:, 10:18, :3] = 255 - background  # an object that reaches the left edge
     model = build_model("airnet_small", (28, 28), 10)
-    pictures = np.full((2, 28, 28), 200, np.uint8)
+    model_spec("airnet_small").prepare(model, pictures)
     seen = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("whitening").input)(pictures))
-    assert seen.shape == (2, 32, 32, 1)
-    np.testing.assert_allclose(seen[:, 2:30, 2:30], 200 / 255, rtol=1e-6)
-    seen[:, 2:30, 2:30] = 0
-    assert not seen.any()
+    assert seen.shape == (40, 32, 32, 1)
+    np.testing.assert_allclose(seen[:, 2:30, 2:30, 0], pictures / 255, atol=1e-6)
+    seen[:, 2:30, 2:30] = background / 255
+    np.testing.assert_allclose(seen, background / 255, atol=1e-6)
