@@ -80,7 +80,7 @@ CONVNET_PHOTOS = dict(model="convnet", epochs=20, batch_size=256, optimizer="sgd
 # Clothes on their budget (0.03 PFLOP, Fashion-MNIST): the photo recipe on airnet_small (24, 96, 96,
 # a 2-pixel frame, black here) for 4 epochs (0.0236 PFLOP), label smoothing 0.1, mirrors only (2-pixel
 # shifts cost 0.2-0.5 point). Seeds 0-2, with TTA: 94.44 / 94.37 / 94.23% (mean 94.35%, plain
-# 93.90%). About eighty other networks and settings ended level or lower: docs/photos-and-clothes.md.
+# 93.90%). About eighty-five other networks and settings ended level or lower: docs/photos-and-clothes.md.
 CLOTHES = dict(PHOTOS, model="airnet_small", epochs=4, augment="flip", label_smoothing=0.1)
 # Handwriting as people write, photograph and draw it, not MNIST's test set alone: every digit in
 # half of each batch warped, re-penned, faded, blurred, crossed, shaded or speckled (imgcls.augment).
