@@ -15,30 +15,46 @@ from imgcls.errors import ImgclsError, InvalidValue, closest, first_line, unknow
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and "did you mean" for mistyped options."""
+    """argparse with one-line errors and, for an option it does not know, a hint from the command it
+    was given to ("did you mean --epochs?"), not from every command's options."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)  # "--epoch" must not quietly mean "--epochs"
 
     def error(self, message):
-        if "unrecognized arguments:" in message:
-            known = self._long_options()
-            for word in message.split(":", 1)[1].split():
-                guess = closest(word.split("=")[0], known)
-                if guess:
-                    message += f" (did you mean {guess}?)"
-                    break
         raise ImgclsError(f"{message} (see '{self.prog} --help')")
 
-    def _long_options(self):
-        """This parser's --options and its subcommands', which argparse reports from the top."""
-        options = []
-        for action in self._actions:
-            options += [o for o in action.option_strings if o.startswith("--")]
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    options += sub._long_options()
-        return options
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse collects them at the top: report them from the subcommand they followed
+            command = next((action.choices[parsed.command] for action in self._actions
+                            if isinstance(action, argparse._SubParsersAction)), self)
+            before = [] if command is self else self._options()
+            command.error(f"unrecognized arguments: {' '.join(extras)}{command._hint(extras, before)}")
+        return parsed
+
+    def _options(self):
+        return [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+
+    def _hint(self, extras, before):
+        """The likeliest meaning of the first unknown option: one of this command's, a positional
+        argument written as an option (predict --model RUN), or a global option written after the command."""
+        positionals = {action.dest: action.metavar or action.dest.upper()
+                       for action in self._actions if not action.option_strings}
+        for word in extras:
+            name = word.split("=")[0]
+            dest = name.removeprefix("--").replace("-", "_")
+            if name in before:
+                return f" ({name} goes before the command)"
+            if name.startswith("--") and dest in positionals:
+                return f" ({positionals[dest]} is positional, without {name})"
+            guess = closest(name, self._options() + before)
+            if guess:
+                return f" (did you mean {guess}?)"
+        return ""
+
+
+MODEL_HELP = "a run folder (imgcls train --out) or a saved .keras / .h5 model"
 
 
 def build_parser():
@@ -53,7 +69,7 @@ def build_parser():
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test split or your own pictures")
-    evaluate.add_argument("model", metavar="MODEL_OR_RUN")
+    evaluate.add_argument("model", metavar="MODEL_OR_RUN", help=MODEL_HELP)
     evaluate.add_argument("--dataset", help="dataset to test on (default: the one it was trained on)")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--images", metavar="DIR", help="a labelled folder of real pictures, DIR/<class>/*, "
@@ -64,7 +80,7 @@ def build_parser():
     evaluate.add_argument("--memory-budget", type=float, help="as for train: MB of decoded images held in memory")
 
     predict = commands.add_parser("predict", help="classify image files, folders of images or glob patterns")
-    predict.add_argument("model", metavar="MODEL_OR_RUN")
+    predict.add_argument("model", metavar="MODEL_OR_RUN", help=MODEL_HELP)
     predict.add_argument("images", metavar="IMAGE", nargs="+",
                          help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--top-k", type=int, default=3)
@@ -80,7 +96,7 @@ def build_parser():
                               "(imgcls train --tta): its test_accuracy_tta, for one more model pass per view")
 
     serve = commands.add_parser("serve", help="serve a model over HTTP: JSON API, docs at /docs, drawing page at /")
-    serve.add_argument("model", metavar="MODEL_OR_RUN")
+    serve.add_argument("model", metavar="MODEL_OR_RUN", help=MODEL_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=5, help="largest request body accepted (default 5)")
@@ -95,7 +111,7 @@ def build_parser():
 
     export = commands.add_parser("export", help="export a model to ONNX, LiteRT, a SavedModel or a web page, "
                                                 "checked in its own runtime")
-    export.add_argument("model", metavar="MODEL_OR_RUN")
+    export.add_argument("model", metavar="MODEL_OR_RUN", help=MODEL_HELP)
     export.add_argument("--format", required=True, help="onnx, litert, saved_model or web (a page that runs the "
                                                          "model in the browser: no server)")
     export.add_argument("--quantize", choices=["int8"], help="int8 weights and activations (litert only)")
