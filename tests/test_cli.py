@@ -58,17 +58,16 @@ def test_bad_input_is_one_line(capsys, argv, pattern):
     assert_one_line_error(*run_cli(capsys, *argv)[::2], pattern)
 
 
-@pytest.mark.parametrize(("argv", "pattern", "absent"), [
-    (["predict", "x.png", "--model", "run"], "MODEL_OR_RUN is positional, without --model", "did you mean"),
-    (["predict", "run", "x.png", "--top_k", "3"], "did you mean --top-k?", None),
-    (["--debgu", "train"], "did you mean --debug?", None),
+@pytest.mark.parametrize(("argv", "pattern"), [
+    (["predict", "x.png", "--model", "run"], "(MODEL_OR_RUN is positional, without --model) (see 'imgcls predict --help')"),
+    (["predict", "run", "x.png", "--top_k", "3"], "(did you mean --top-k?) (see 'imgcls predict --help')"),
+    (["--debgu", "train"], "(did you mean --debug?) (see 'imgcls train --help')"),
 ])
-def test_unrecognized_option_hint_comes_from_its_own_command(capsys, argv, pattern, absent):
+def test_unrecognized_option_hint_comes_from_its_own_command(capsys, argv, pattern):
     """A hint names an option of the command it was given to: predict has no --model (train has)."""
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, pattern)
-    assert "see 'imgcls train --help'" in err if "train" in argv else "see 'imgcls predict --help'" in err
-    assert absent is None or absent not in err
+    assert err.count("(") == 2  # one hint, one pointer to help
 
 
 @pytest.mark.parametrize("argv", [["--debug", "predict", "no/such/run", "x.png"],
