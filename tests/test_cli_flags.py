@@ -1,5 +1,6 @@
 """Every config field has a `train` flag derived from it, and every flag the README and docs/ show exists."""
 
+import argparse
 import dataclasses
 import re
 from pathlib import Path
@@ -39,11 +40,18 @@ def test_flags_reach_the_config(monkeypatch):
             config.optimizer, config.warmup) == (0.001, 0.1, True, "auto", 2, "sgd", 0.3)
 
 
+def all_options(parser):
+    """A parser's options and those of its subcommands, at every depth (datasets fetch)."""
+    options = set()
+    for action in parser._actions:
+        options |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                options |= all_options(command)
+    return options
+
+
 def test_every_flag_in_the_docs_exists():
-    known = train_flags() | {o for a in build_parser()._actions for o in a.option_strings}
-    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    for parser in subcommands.values():
-        known |= {o for a in parser._actions for o in a.option_strings}
-        known |= set(parser._long_options())
+    known = train_flags() | all_options(build_parser())
     mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", DOCS))
     assert mentioned - known == set()
