@@ -62,6 +62,7 @@ def test_bad_input_is_one_line(capsys, argv, pattern):
     (["predict", "x.png", "--model", "run"], "(MODEL_OR_RUN is positional, without --model) (see 'imgcls predict --help')"),
     (["predict", "run", "x.png", "--top_k", "3"], "(did you mean --top-k?) (see 'imgcls predict --help')"),
     (["--debgu", "train"], "(did you mean --debug?) (see 'imgcls train --help')"),
+    (["datasets", "fetch", "mnist", "--data-dri", "x"], "(did you mean --data-dir?) (see 'imgcls datasets fetch --help')"),
 ])
 def test_unrecognized_option_hint_comes_from_its_own_command(capsys, argv, pattern):
     """A hint names an option of the command it was given to: predict has no --model (train has)."""

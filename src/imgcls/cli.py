@@ -27,8 +27,9 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # argparse collects them at the top: report them from the subcommand they followed
-            command = next((action.choices[parsed.command] for action in self._actions
-                            if isinstance(action, argparse._SubParsersAction)), self)
+            command = self
+            while sub := next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None):
+                command = sub.choices[getattr(parsed, sub.dest)]
             command.error(f"unrecognized arguments: {' '.join(extras)}{command._hint(extras)}")
         return parsed
 
