@@ -1,11 +1,10 @@
 """Every config field has a `train` flag derived from it, and every flag the README and docs/ show exists."""
 
-import argparse
 import dataclasses
 import re
 from pathlib import Path
 
-from imgcls.cli import build_parser, main
+from imgcls.cli import build_parser, main, subcommands
 from imgcls.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,18 +39,8 @@ def test_flags_reach_the_config(monkeypatch):
             config.optimizer, config.warmup) == (0.001, 0.1, True, "auto", 2, "sgd", 0.3)
 
 
-def all_options(parser):
-    """A parser's options and those of its subcommands, at every depth (datasets fetch)."""
-    options = set()
-    for action in parser._actions:
-        options |= set(action.option_strings)
-        if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
-                options |= all_options(command)
-    return options
-
-
 def test_every_flag_in_the_docs_exists():
-    known = train_flags() | all_options(build_parser())
+    parser = build_parser()
+    known = {o for p in [parser, *subcommands(parser)] for a in p._actions for o in a.option_strings}
     mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", DOCS))
     assert mentioned - known == set()

@@ -124,8 +124,9 @@ def test_predictors_serve_like_a_keras_model(runtime, run, exported, mnist):
 
 @pytest.fixture(scope="module")
 def airnet_run(mnist, tmp_path_factory):
-    """airnet_small, the clothes recipe's network (patch whitening, GELU, a frame in the background's colour), trained for
-    one epoch on 6,000 MNIST images (on 2,000 its int8 file agreed with it on only 98.9%)."""
+    """airnet_small, the clothes recipe's network (patch whitening, GELU, a frame in the background's
+    colour), trained for one epoch on 6,000 MNIST images (on 2,000 its int8 file agreed with it on
+    only 98.9%)."""
     return run_on_first(mnist, 6000, tmp_path_factory.mktemp("export-airnet") / "run", model="airnet_small",
                         epochs=1)
 

@@ -33,20 +33,18 @@ class Parser(argparse.ArgumentParser):
             command.error(f"unrecognized arguments: {' '.join(extras)}{command._hint(extras)}")
         return parsed
 
-    def _options(self):
-        return [o for action in self._actions for o in action.option_strings if o.startswith("--")]
-
     def _hint(self, extras):
         """The likeliest meaning of the first unknown option: one of this command's, or a positional
         argument written as an option (predict --model RUN)."""
         positionals = {action.dest: action.metavar or action.dest.upper()
                        for action in self._actions if not action.option_strings}
+        options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
         for word in extras:
             name = word.split("=")[0]
             dest = name.removeprefix("--").replace("-", "_")
             if name.startswith("--") and dest in positionals:
                 return f" ({positionals[dest]} is positional, without {name})"
-            guess = closest(name, self._options())
+            guess = closest(name, options)
             if guess:
                 return f" (did you mean {guess}?)"
         return ""
@@ -137,19 +135,21 @@ def build_parser():
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 and transfer parts")
     bench.add_argument("--run", metavar="RUN", help="for the wild and export parts: measure this run folder or model "
                                                     "file instead of training recipes")
-    _debug_anywhere(parser)
+    # --debug after the command too (imgcls train --debug), as people type it; unset there, the top
+    # level's value stands.
+    for command in list(subcommands(parser)):
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
     return parser
 
 
-def _debug_anywhere(parser):
-    """--debug after the command too (imgcls train --debug), as people type it; unset there, the
-    top level's value stands."""
+def subcommands(parser):
+    """Every command under `parser`, at every depth (datasets, then datasets fetch)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for command in action.choices.values():
-                command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                     help="show full tracebacks on errors")
-                _debug_anywhere(command)
+                yield command
+                yield from subcommands(command)
 
 
 def add_config_flags(parser):
