@@ -449,9 +449,24 @@ def test_folder_cache_is_used_until_the_folder_changes(split_tree, home, capsys)
     assert len(list((home / "folders").glob("*.sha256"))) == 1  # and its checksum
 
 
+def test_folder_skips_files_that_are_not_images_and_names_them_all_at_once(split_tree, home, capsys):
+    """A notes.txt or a damaged JPEG among thousands of pictures (Kaggle's cats and dogs has
+    1,590) is named and skipped, not one error per run until the last is deleted by hand."""
+    (split_tree / "train" / "cat" / "notes.txt").write_text("hello")
+    (split_tree / "train" / "dog" / "cut.jpg").write_bytes((split_tree / "test" / "dog" / "f.jpg").read_bytes()[:20])
+    (split_tree / "test" / "dog" / "labels.csv").write_text("f.jpg,dog")
+    dataset = load_dataset(f"folder:{split_tree}", progress=False)
+    assert dataset.x_train.shape == (4, 6, 8, 1) and dataset.x_test.shape == (2, 6, 8, 1)
+    assert dataset.y_train.tolist().count(1) == 2 and dataset.y_test.tolist() == [0, 1]
+    err = capsys.readouterr().err
+    assert ("pets: skipped 3 files that are not images Pillow can read (test/dog/labels.csv, "
+            "train/cat/notes.txt, train/dog/cut.jpg)") in err
+
+
 @pytest.mark.parametrize("setup, message", [
-    (lambda root: (root / "train" / "cat" / "notes.txt").write_text("hello"),
-     r"pets/train/cat/notes.txt is not an image Pillow can read"),
+    (lambda root: [(root / split / "dog" / name).write_text("x") for split, name in
+                   [("train", "c.png"), ("train", "d.tiff")]],
+     r"pets has 1 class folder\(s\) with images"),  # dog's training pictures are all unreadable
     (lambda root: shutil.rmtree(root / "test"), r"pets has train/ but no test/ folder"),
     (lambda root: shutil.rmtree(root / "train"), r"pets has test/ but no train/ folder"),
     (lambda root: shutil.rmtree(root / "train" / "dog"), r"pets has 1 class folder\(s\) with images; a classifier "

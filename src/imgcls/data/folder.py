@@ -137,7 +137,7 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
     test_fraction=None insists on the train/test layout; max_per_class keeps only the first few
     images of each class and split (a quick look at a big dataset).
     """
-    groups = _group(files, where)
+    groups, found = _readable(_group(files, where), files, where, progress, max_per_class)
     class_names = sorted(groups.get("train", groups.get("all")))
     if len(class_names) < 2:
         raise ImgclsError(f"{where} has {len(class_names)} class folder(s) with images; a classifier needs "
@@ -157,7 +157,7 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
     # from the end, as Keras's is, then holds every class, not the last class alone
     samples[0] = [samples[0][i] for i in np.random.default_rng(seed).permutation(len(samples[0]))]
     keys = [key for key, _ in samples[0] + samples[1]]
-    sizes, modes = zip(*_probe(files, keys, where, progress))
+    sizes, modes = zip(*(found[key] for key in keys))
     if image_size is None:
         width, height = collections.Counter(sizes).most_common(1)[0][0]
         image_size = (height, width)
@@ -283,16 +283,23 @@ def _split(classes, test_fraction, seed):
             for split in ("train", "test")}
 
 
-def _probe(files, keys, where, progress):
-    """(size, mode) of each image from its header alone: quick, and finds a non-image before the long decode."""
-    found = []
+def _readable(groups, files, where, progress, max_per_class=None):
+    """(`groups` without the files Pillow cannot read, named in one line, nor classes left with none,
+    {key: (size, mode)} of the rest). A notes.txt or a damaged JPEG among thousands of pictures is
+    skipped, not an error per run. Reads headers alone: quick, and done before the long decode."""
+    keys = [key for split in groups.values() for names in split.values() for key in names[:max_per_class]]
+    found, unreadable = {}, []
     with Progress(f"reading the headers of {len(keys)} images", len(keys), progress and len(keys) > CHUNK) as bar:
         for key in keys:
             try:
                 with Image.open(as_file(files[key])) as image:
-                    found.append((image.size, image.mode))
+                    found[key] = image.size, image.mode
             except (OSError, Image.DecompressionBombError):
-                raise ImgclsError(f"{where}/{key} is not an image Pillow can read; remove it from the dataset "
-                                  f"folder") from None
+                unreadable.append(key)
             bar.update()
-    return found
+    if unreadable:
+        say(f"{where}: skipped {len(unreadable)} files that are not images Pillow can read "
+            f"({', '.join(sorted(unreadable)[:5])}{', ...' if len(unreadable) > 5 else ''})")
+    kept = {split: {name: [key for key in names[:max_per_class] if key in found] for name, names in classes.items()}
+            for split, classes in groups.items()}
+    return {split: {name: keys for name, keys in classes.items() if keys} for split, classes in kept.items()}, found
