@@ -64,14 +64,14 @@ def test_unknown_preset_and_keys_and_bad_files(tmp_path):
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"epochs": "3"}, "epochs must be int, got '3'"),
+    ({"epochs": "3"}, "epochs must be int or null, got '3'"),
     ({"lr": "0.01"}, "lr must be float, got '0.01'"),
     ({"validation_split": None}, "validation_split must be float, got None"),
     ({"augment": 5}, "augment must be str or null, got 5"),
     ({"model": ["fast"]}, r"model must be str, got \['fast'\]"),
     ({"batch_size": 1.5}, "batch_size must be int, got 1.5"),
     ({"tta": "yes"}, "tta must be bool, got 'yes'"),
-    ({"epochs": True}, "epochs must be int, got True"),
+    ({"epochs": True}, "epochs must be int or null, got True"),
 ])
 def test_config_files_with_wrong_types_are_refused(tmp_path, values, message):
     path = tmp_path / "config.json"

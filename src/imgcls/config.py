@@ -25,7 +25,8 @@ class TrainConfig:
     preset: str = option("default", "training recipe the other values start from (see RECIPES)")
     dataset: str = option("mnist", "a built-in dataset or folder:PATH of your own images")
     model: str = option("fast", "model preset (see 'imgcls models')")
-    epochs: int = option(1, "passes over the training set")
+    epochs: int | None = option(None, "passes over the training set (your own folders: by default enough for "
+                                      "about 400 steps, 1 to 20)")
     batch_size: int = option(64, "images per step; on 2 CPU cores 64 converged sooner than 32, 128 or 256")
     optimizer: str = option("adam", "adam; sgd (Nesterov momentum 0.9); or muon: sgd, but convolution kernels take "
                                      "orthogonalised steps (the CIFAR-10 recipe)")
@@ -97,7 +98,7 @@ class TrainConfig:
             if not (host and port.isdigit() and 0 < int(port) < 65536):
                 raise InvalidValue("workers", f"must be HOST:PORT items, comma-separated; got {address!r}")
         checks = [
-            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("epochs", self.epochs is None or self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("steps_per_execution", self.steps_per_execution >= 1, "must be at least 1"),
             ("lr", 0 < self.lr < float("inf"), "must be a positive, finite number"),
