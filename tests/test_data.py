@@ -463,6 +463,18 @@ def test_folder_skips_files_that_are_not_images_and_names_them_all_at_once(split
             "train/cat/notes.txt, train/dog/cut.jpg)") in err
 
 
+def test_folder_decoded_once_for_training_and_for_the_model_that_names_its_size(split_tree, home, capsys):
+    """Training reads a folder at its pictures' own size; evaluate and export then ask for that size
+    by name: the same pixels, so not decoded (minutes, for a large folder) and cached again."""
+    trained = load_dataset(f"folder:{split_tree}")
+    assert "decoding" in capsys.readouterr().err
+    named = load_dataset(f"folder:{split_tree}", image_size=(6, 8), color_mode="grayscale")
+    assert "decoding" not in capsys.readouterr().err and np.array_equal(named.x_test, trained.x_test)
+    assert len(list((home / "folders").glob("*.npz"))) == 1
+    assert load_dataset(f"folder:{split_tree}", image_size=(12, 12)).x_train.shape == (4, 12, 12, 1)
+    assert "decoding" in capsys.readouterr().err  # another size is other pixels
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda root: [(root / split / "dog" / name).write_text("x") for split, name in
                    [("train", "c.png"), ("train", "d.tiff")]],

@@ -58,8 +58,9 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
     stream. Disk and stream give lazy arrays (imgcls.data.lazy) holding the same pixels.
 
     Decoding tens of thousands of images takes far longer than reading arrays back, so the plan
-    and the decoded arrays are cached, keyed by the folder, its file listing (names, sizes, times)
-    and the options; a change to the folder's files makes them stale, and they are removed.
+    and the decoded arrays are cached, the plan keyed by the folder, its file listing (names, sizes,
+    times) and the options, the arrays by the plan; a change to the folder's files makes them stale,
+    and they are removed.
     """
     if not str(path).strip():
         raise ImgclsError(f"folder: needs a path, e.g. folder:./my_images ({LAYOUT})")
@@ -73,7 +74,7 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
     listing = fingerprint(root, files)
     options = [str(root), listing, image_size, color_mode, test_fraction, seed]
     folders = cache.cache_dir() / "folders"
-    stem = f"{root.name}-{folder_key}-{listing[:8]}-{hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]}"
+    stem = f"{root.name}-{folder_key}-{listing[:8]}-{_digest(options)}"
     for stale in folders.glob(f"{root.name}-{folder_key}-*"):  # caches of earlier versions of the folder
         if not stale.name.startswith(f"{root.name}-{folder_key}-{listing[:8]}-"):
             cache.remove(stale)
@@ -82,19 +83,26 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
         plan = plan_folder(files, root, image_size=image_size, color_mode=color_mode,
                            test_fraction=test_fraction, seed=seed, progress=progress)
         write_json(folders / f"{stem}.json", dataclasses.asdict(plan))
-    decoded = folders / f"{stem}.npy"
+    # the pixels are named by what they are, not by the options asked: training reads a folder at its
+    # own size, evaluate and export ask for that size by name, and both get the one decoded copy
+    pixels = f"{root.name}-{folder_key}-{listing[:8]}-{_digest(dataclasses.asdict(plan))}"
+    decoded = folders / f"{pixels}.npy"
     mode = cache_mode if cache_mode != "auto" else _auto_mode(plan, root, decoded, memory_budget, progress)
     images = ImageFiles(files, plan.keys, root, plan.image_shape)
     if mode == "stream":
         return plan.split(images)
     if mode == "disk":
         return plan.split(_decoded_file(decoded, images, progress))
-    cached = cache.load(folders / f"{stem}.npz")
+    cached = cache.load(folders / f"{pixels}.npz")
     if cached:
         return cached[:2]
     arrays, class_names = plan.split(decode_all(images, progress))
-    cache.save(folders / f"{stem}.npz", arrays, class_names, str(root))
+    cache.save(folders / f"{pixels}.npz", arrays, class_names, str(root))
     return arrays, class_names
+
+
+def _digest(values):
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
 def default_memory_budget():
