@@ -475,6 +475,18 @@ def test_folder_decoded_once_for_training_and_for_the_model_that_names_its_size(
     assert "decoding" in capsys.readouterr().err  # another size is other pixels
 
 
+def test_folder_of_large_photos_is_read_small_enough_to_train_unless_told(tmp_path, home, capsys):
+    """Phone photos (4000x3000) at their own size would not fit in memory, and the first training
+    step failed with TensorFlow's OOM; left to the data, the longer side is read at 128 pixels."""
+    for name, shade in (("light", 200), ("dark", 40)):
+        for i in range(3):
+            save_image(tmp_path / "photos" / name / f"{i}.jpg", (400, 300), "RGB", (shade, shade, shade))
+    data = load_dataset(f"folder:{tmp_path / 'photos'}", progress=False)
+    assert data.x_train.shape[1:] == (96, 128, 3)  # the aspect kept
+    assert "photos: pictures are mostly 400x300; read at 128x96 (--input-size to choose)" in capsys.readouterr().err
+    assert load_dataset(f"folder:{tmp_path / 'photos'}", image_size=300, progress=False).x_train.shape[1:] == (300, 300, 3)
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda root: [(root / split / "dog" / name).write_text("x") for split, name in
                    [("train", "c.png"), ("train", "d.tiff")]],

@@ -24,6 +24,9 @@ from imgcls.runs import atomic_path, write_json
 LAYOUT = "PATH/<class>/<image>, or PATH/train/<class>/<image> and PATH/test/<class>/<image>"
 CACHE_MODES = ("auto", "memory", "disk", "stream")
 CHUNK = 256  # images a decoding thread takes at a time
+# A picture's longer side when the size is left to the data: phone photos (4000x3000) would fill the
+# memory, and a network trained from scratch on a CPU learns little more from them than at this size.
+LONGEST_SIDE = 128
 
 
 @dataclasses.dataclass
@@ -72,7 +75,7 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
     files = list_files(root)
     folder_key = hashlib.sha256(str(root).encode()).hexdigest()[:8]
     listing = fingerprint(root, files)
-    options = [str(root), listing, image_size, color_mode, test_fraction, seed]
+    options = [str(root), listing, image_size, color_mode, test_fraction, seed, LONGEST_SIDE]
     folders = cache.cache_dir() / "folders"
     stem = f"{root.name}-{folder_key}-{listing[:8]}-{_digest(options)}"
     for stale in folders.glob(f"{root.name}-{folder_key}-*"):  # caches of earlier versions of the folder
@@ -168,7 +171,11 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
     sizes, modes = zip(*(found[key] for key in keys))
     if image_size is None:
         width, height = collections.Counter(sizes).most_common(1)[0][0]
-        image_size = (height, width)
+        scale = min(1, LONGEST_SIDE / max(width, height))
+        image_size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        if scale < 1:
+            say(f"{where}: pictures are mostly {width}x{height}; read at {image_size[1]}x{image_size[0]} "
+                f"(--input-size to choose)")
     if color_mode is None:
         # as stored: GIF (palette) and WebP images count as colour even when they look grey
         color_mode = "grayscale" if all(Image.getmodebase(m) == "L" for m in modes) else "rgb"
