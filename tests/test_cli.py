@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from imgcls.cli import main
@@ -77,6 +78,23 @@ def test_unrecognized_option_hint_comes_from_its_own_command(capsys, argv, patte
 def test_debug_shows_the_error_itself_before_or_after_the_command(argv):
     with pytest.raises(ImgclsError):
         main(argv)
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__Mul_device_/job:localhost}} OOM when "
+                                                 "allocating tensor with shape[23888128,192]\nmore"),
+])
+def test_running_out_of_memory_in_training_says_what_to_lower(capsys, monkeypatch, error):
+    """The first step of a model too big for the memory fails deep in the backend: the line says so."""
+    def train(config, **kwargs):
+        raise error
+    monkeypatch.setattr("imgcls.train.train", train)
+    code, _, err = run_cli(capsys, "train", "--epochs", "1")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("imgcls: error: out of memory")
+    assert "(OOM when allocating tensor with shape[23888128,192]);" in err or isinstance(error, MemoryError)
+    assert "a smaller --batch-size or --input-size needs less (run with --debug for the traceback)" in err
 
 
 def test_not_a_model_file(capsys, tmp_path):

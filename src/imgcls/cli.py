@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import sys
 import types
 import typing
@@ -327,12 +328,25 @@ def _quiet_backend():
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 
+def _unforeseen(error, command):
+    """An error imgcls did not raise, as one line; running out of memory (MemoryError, or the
+    backend's own: TensorFlow's ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED, PyTorch's
+    OutOfMemoryError) says so, and in training what to lower."""
+    name, text = type(error).__name__, str(error).strip()
+    if not (isinstance(error, MemoryError) or name in ("ResourceExhaustedError", "OutOfMemoryError")
+            or text.startswith("RESOURCE_EXHAUSTED")):
+        return f"{name}: {first_line(error)}"
+    detail = re.sub(r"^\{\{.*?\}\} *", "", first_line(error))  # TensorFlow's {{function_node ...}} prefix
+    return (f"out of memory ({detail})" if text else "out of memory") + \
+        ("; a smaller --batch-size or --input-size needs less" if command == "train" else "")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    debug = False
+    debug, command = False, None
     try:
         args = build_parser().parse_args(argv)
-        debug = args.debug
+        debug, command = args.debug, args.command
         if args.command == "train":
             _choose_backend(args)
         if not debug and getattr(args, "runtime", "keras") == "keras":  # other runtimes never load TensorFlow
@@ -354,8 +368,7 @@ def main(argv=None):
     except Exception as e:  # a bug or an unforeseen failure: still one line, the details on request
         if debug:
             raise
-        print(f"imgcls: error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"imgcls: error: {_unforeseen(e, command)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
     return 0
 
