@@ -484,12 +484,12 @@ def test_folder_of_large_photos_is_read_small_enough_to_train_unless_told(tmp_pa
     data = load_dataset(f"folder:{tmp_path / 'photos'}", progress=False)
     assert data.x_train.shape[1:] == (96, 128, 3)  # the aspect kept
     assert "photos: pictures are mostly 400x300; read at 128x96 (--input-size to choose)" in capsys.readouterr().err
-    assert load_dataset(f"folder:{tmp_path / 'photos'}", image_size=300, progress=False).x_train.shape[1:] == (300, 300, 3)
+    told = load_dataset(f"folder:{tmp_path / 'photos'}", image_size=300, progress=False)
+    assert told.x_train.shape[1:] == (300, 300, 3)
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda root: [(root / split / "dog" / name).write_text("x") for split, name in
-                   [("train", "c.png"), ("train", "d.tiff")]],
+    (lambda root: [(root / "train" / "dog" / name).write_text("x") for name in ("c.png", "d.tiff")],
      r"pets has 1 class folder\(s\) with images"),  # dog's training pictures are all unreadable
     (lambda root: shutil.rmtree(root / "test"), r"pets has train/ but no test/ folder"),
     (lambda root: shutil.rmtree(root / "train"), r"pets has test/ but no train/ folder"),
