@@ -65,7 +65,7 @@ def test_train_under_another_backend_and_predict_alike_under_every_backend(backe
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backend"] == backend and backend in metrics["versions"]
     assert json.loads((out / "config.json").read_text())["backend"] == backend  # so the config reruns it there
-    assert metrics["model"] == "fast" and metrics["test_accuracy"] > 0.6  # 3 classes: chance is 1/3
+    assert metrics["model"] == "airnet_small" and metrics["test_accuracy"] > 0.6  # 3 classes: chance is 1/3
 
     # Both models, the one trained there and the one trained here, predict the same under both backends.
     np.save(tmp_path / "x.npy", shapes.x_test)

@@ -131,8 +131,8 @@ def test_training_and_evaluation_stream_a_folder(small, home, tmp_path):
     from imgcls.evaluate import evaluate_saved
     from imgcls.train import train
 
-    config = resolve_config(dataset=f"folder:{small}", model="fast", epochs=2, batch_size=8, cache_mode="stream",
-                            validation_split=0.25, tta=True, out=str(tmp_path / "run"))
+    config = resolve_config(dataset=f"folder:{small}", model="fast", optimizer="adam", lr=1e-2, epochs=2, batch_size=8,
+                            cache_mode="stream", validation_split=0.25, tta=True, out=str(tmp_path / "run"))
     run = train(config, progress=False)
     history = (run.folder / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and "val_accuracy" in history[0] and len(history) == 3

@@ -73,9 +73,11 @@ def fetch_dataset(name, *, data_dir=None, progress=True) -> Path:
 
 
 def dataset_recipe(name, preset) -> dict:
-    """What `preset` changes for this dataset (a built-in's spec says; folders take the recipe as it is)."""
+    """What `preset` changes for this dataset: a built-in's spec says; your own folders share theirs."""
     spec = _spec(name)
-    return dict(spec.recipes.get(preset, {})) if spec else {}
+    if spec:
+        return dict(spec.recipes.get(preset, {}))
+    return dict(builtin.FOLDER_RECIPES.get(preset, {})) if name.startswith("folder:") else {}
 
 
 def prediction_style(name) -> str:
