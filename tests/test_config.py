@@ -88,7 +88,7 @@ def test_recipes_refine_per_dataset_and_flags_still_win():
     assert resolve_config(dataset="mnist").model == TrainConfig().model
     assert resolve_config(preset="seed", dataset="cifar10").model == "cnn2"  # the tutorial stays the tutorial
     folders = resolve_config(dataset="folder:photos")
-    assert (folders.model, folders.optimizer, folders.batch_size, folders.augment) == ("airnet_small", "muon", 128, "auto")
+    assert (folders.model, folders.optimizer, folders.batch_size) == ("airnet_small", "muon", 128)
     assert resolve_config(preset="best", dataset="folder:photos").model == "airnet"
     assert resolve_config(preset="best", dataset="mnist").model == "fast_wide"
     assert resolve_config(preset="seed", dataset="folder:photos").model == "cnn2"
