@@ -1,4 +1,4 @@
-"""Large folders ("stream"): one epoch of the default recipe on a 100,000-image folder whose
+"""Large folders ("stream"): one epoch of `fast` (batch 64) on a 100,000-image folder whose
 decoded images are held in memory, decoded once into the cache (disk) or decoded from the files a
 batch at a time (stream); images per second and peak resident memory for each.
 
