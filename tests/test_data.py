@@ -450,8 +450,9 @@ def test_folder_cache_is_used_until_the_folder_changes(split_tree, home, capsys)
 
 
 def test_folder_skips_files_that_are_not_images_and_names_them_all_at_once(split_tree, home, capsys):
-    """A notes.txt or a damaged JPEG among thousands of pictures (Kaggle's cats and dogs has
-    1,590) is named and skipped, not one error per run until the last is deleted by hand."""
+    """A notes.txt or a damaged JPEG among thousands of pictures (Keras's tutorial has its reader
+    delete 1,590 badly encoded files from cats and dogs first) is named and skipped, not one error
+    per run until the last is deleted by hand."""
     (split_tree / "train" / "cat" / "notes.txt").write_text("hello")
     (split_tree / "train" / "dog" / "cut.jpg").write_bytes((split_tree / "test" / "dog" / "f.jpg").read_bytes()[:20])
     (split_tree / "test" / "dog" / "labels.csv").write_text("f.jpg,dog")
