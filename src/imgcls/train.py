@@ -233,12 +233,17 @@ def write_csv(path, rows):
     write_text(path, buffer.getvalue())
 
 
+def held_out(size, fraction):
+    """How many of `size` training images a validation split of `fraction` holds out."""
+    return int(round(size * fraction))
+
+
 def split_validation(x, y, fraction, seed=None):
     """Hold out the last `fraction` of the training set, exactly as Keras's validation_split does; with
     a `seed`, a random share stratified by class instead (a small folder's classes then all appear in
     validation in their proportions). A folder streamed from disk keeps the tail: its images already
     come in a seeded random order, and picking rows would read them all."""
-    n_val = int(round(len(x) * fraction))
+    n_val = held_out(len(x), fraction)
     if n_val == 0:
         return (x, y), None
     if seed is None or isinstance(x, LazyImages):
@@ -280,7 +285,7 @@ def settle_epochs(config, train_size):
     steps, far from learnt; twenty over a big folder would take hours."""
     if config.epochs is not None:
         return config
-    steps = math.ceil((train_size - int(round(train_size * config.validation_split))) / config.batch_size)
+    steps = math.ceil((train_size - held_out(train_size, config.validation_split)) / config.batch_size)
     return dataclasses.replace(config, epochs=min(20, max(1, math.ceil(FOLDER_STEPS / steps))))
 
 
