@@ -77,9 +77,10 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
     listing = fingerprint(root, files)
     options = [str(root), listing, image_size, color_mode, test_fraction, seed, LONGEST_SIDE]
     folders = cache.cache_dir() / "folders"
-    stem = f"{root.name}-{folder_key}-{listing[:8]}-{_digest(options)}"
+    prefix = f"{root.name}-{folder_key}-{listing[:8]}-"  # what this version of the folder's caches are named
+    stem = f"{prefix}{_digest(options)}"
     for stale in folders.glob(f"{root.name}-{folder_key}-*"):  # caches of earlier versions of the folder
-        if not stale.name.startswith(f"{root.name}-{folder_key}-{listing[:8]}-"):
+        if not stale.name.startswith(prefix):
             cache.remove(stale)
     plan = _read_plan(folders / f"{stem}.json")
     if plan is None:
@@ -88,7 +89,7 @@ def load_folder(path, *, image_size=None, color_mode=None, test_fraction=0.2, se
         write_json(folders / f"{stem}.json", dataclasses.asdict(plan))
     # the pixels are named by what they are, not by the options asked: training reads a folder at its
     # own size, evaluate and export ask for that size by name, and both get the one decoded copy
-    pixels = f"{root.name}-{folder_key}-{listing[:8]}-{_digest(dataclasses.asdict(plan))}"
+    pixels = f"{prefix}{_digest(dataclasses.asdict(plan))}"
     decoded = folders / f"{pixels}.npy"
     mode = cache_mode if cache_mode != "auto" else _auto_mode(plan, root, decoded, memory_budget, progress)
     images = ImageFiles(files, plan.keys, root, plan.image_shape)
@@ -146,7 +147,7 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
     """The Plan of list_files() output: classes, split, labels, and the image size and colours.
 
     test_fraction=None insists on the train/test layout; max_per_class keeps only the first few
-    images of each class and split (a quick look at a big dataset).
+    images of each class folder (a quick look at a big dataset).
     """
     groups, found = _readable(_group(files, where), files, where, progress, max_per_class)
     class_names = sorted(groups.get("train", groups.get("all")))
@@ -161,7 +162,7 @@ def plan_folder(files, where, *, image_size=None, color_mode=None, test_fraction
     if unknown:
         raise ImgclsError(f"{where}: test/ has classes that train/ lacks: {', '.join(unknown)}")
     samples = [[(key, label) for label, name in enumerate(class_names)
-                for key in groups[split].get(name, [])[:max_per_class]] for split in ("train", "test")]
+                for key in groups[split].get(name, [])] for split in ("train", "test")]
     if not samples[1]:
         raise ImgclsError(f"{where} leaves no test images; add images to each class or a test/ folder")
     # training images in a random (seeded) order, not class by class: a validation split held out
