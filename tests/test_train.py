@@ -122,7 +122,7 @@ def test_a_folder_trains_for_about_400_steps_unless_told(images, epochs):
     assert resolve_config(dataset="mnist").epochs == 2  # a built-in keeps its recipe's
 
 
-def test_a_folder_left_to_its_size_trains_and_records_those_epochs(shapes_folder, tmp_path, capsys):
+def test_a_folder_left_to_its_size_trains_and_records_those_epochs(shapes_folder, tmp_path):
     run = train(resolve_config(dataset=f"folder:{shapes_folder}", out=str(tmp_path / "run")), progress=False)
     history = list(csv.DictReader(open(run.folder / "history.csv")))
     assert json.loads((run.folder / "config.json").read_text())["epochs"] == len(history) == 20

@@ -347,12 +347,12 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         debug, command = args.debug, args.command
-        if args.command == "train":
+        if command == "train":
             _choose_backend(args)
         if not debug and getattr(args, "runtime", "keras") == "keras":  # other runtimes never load TensorFlow
             _quiet_backend()
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve,
-                   "datasets": cmd_datasets, "models": cmd_models, "bench": cmd_bench, "export": cmd_export}[args.command]
+                   "datasets": cmd_datasets, "models": cmd_models, "bench": cmd_bench, "export": cmd_export}[command]
         handler(args)
     except ImgclsError as e:
         if debug:
