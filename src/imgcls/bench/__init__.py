@@ -32,7 +32,7 @@ RESULTS = Path("bench/results")
 
 def _inference(options):
     x = np.random.default_rng(0).integers(0, 256, (2048, 28, 28), dtype=np.uint8)
-    return bench_inference({name: build_model(name, (28, 28), 10) for name in ("fast", "cnn2")}, x)
+    return bench_inference({name: build_model(name, (28, 28), 10) for name in ("fast_wide", "fast", "cnn2")}, x)
 
 
 def _load_cifar10(options):
