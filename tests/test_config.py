@@ -85,7 +85,7 @@ def test_recipes_refine_per_dataset_and_flags_still_win():
     assert (photos.model, photos.optimizer, photos.validation_split, photos.offset_lr) == ("airnet", "muon", 0.0, 64)
     assert resolve_config(dataset="fashion_mnist").model == "airnet_small"
     assert resolve_config(dataset="cifar10", model="cnn3", epochs=2).model == "cnn3"
-    assert resolve_config(dataset="mnist").model == TrainConfig().model
+    assert resolve_config(dataset="mnist").model == "fast_wide"
     assert resolve_config(preset="seed", dataset="cifar10").model == "cnn2"  # the tutorial stays the tutorial
     folders = resolve_config(dataset="folder:photos")
     assert (folders.model, folders.optimizer, folders.batch_size) == ("airnet_small", "muon", 128)

@@ -119,7 +119,7 @@ def test_a_folder_trains_for_about_400_steps_unless_told(images, epochs):
     config = resolve_config(dataset="folder:photos")
     assert config.epochs is None and settle_epochs(config, images).epochs == epochs
     assert settle_epochs(dataclasses.replace(config, epochs=3), images).epochs == 3  # --epochs wins
-    assert resolve_config(dataset="mnist").epochs == 2  # a built-in keeps its recipe's
+    assert resolve_config(dataset="mnist").epochs == 3  # a built-in keeps its recipe's
 
 
 def test_a_folder_left_to_its_size_trains_and_records_those_epochs(shapes_folder, tmp_path):

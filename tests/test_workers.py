@@ -53,7 +53,7 @@ def finish(process):
 def test_two_workers_train_as_one_process_fed_the_same_batches(mnist, tmp_path):
     """The reduced recipe (the fast model without augmentation, one epoch of 2,700 digits) keeps this
     to seconds of training; the full default recipe is test_the_default_recipe_on_two_workers."""
-    recipe = dict(backend="jax", epochs=1, batch_size=60, seed=3)
+    recipe = dict(backend="jax", model="fast", epochs=1, batch_size=60, seed=3)
     workers = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
     alone = f"127.0.0.1:{free_port()}"  # one worker: the same global batches, in one process
     run = tmp_path / "run"
