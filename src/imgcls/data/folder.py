@@ -303,7 +303,9 @@ def _readable(groups, files, where, progress, max_per_class=None):
     """(`groups` without the files Pillow cannot read, named in one line, nor classes left with none,
     {key: (size, mode)} of the rest). A notes.txt or a damaged JPEG among thousands of pictures is
     skipped, not an error per run. Reads headers alone: quick, and done before the long decode."""
-    keys = [key for split in groups.values() for names in split.values() for key in names[:max_per_class]]
+    groups = {split: {name: names[:max_per_class] for name, names in classes.items()}
+              for split, classes in groups.items()}
+    keys = [key for classes in groups.values() for names in classes.values() for key in names]
     found, unreadable = {}, []
     with Progress(f"reading the headers of {len(keys)} images", len(keys), progress and len(keys) > CHUNK) as bar:
         for key in keys:
@@ -316,6 +318,6 @@ def _readable(groups, files, where, progress, max_per_class=None):
     if unreadable:
         say(f"{where}: skipped {len(unreadable)} files that are not images Pillow can read "
             f"({', '.join(sorted(unreadable)[:5])}{', ...' if len(unreadable) > 5 else ''})")
-    kept = {split: {name: [key for key in names[:max_per_class] if key in found] for name, names in classes.items()}
+    kept = {split: {name: [key for key in names if key in found] for name, names in classes.items()}
             for split, classes in groups.items()}
     return {split: {name: keys for name, keys in classes.items() if keys} for split, classes in kept.items()}, found
