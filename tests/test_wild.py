@@ -2,12 +2,20 @@
 summary line is what scripts read. (Its figures are reported by `imgcls bench --only wild`, never
 asserted here.)"""
 
-import numpy as np
+import shutil
+from pathlib import Path
 
-from imgcls.bench.wild import accuracy_on_files, captured_folder, wild_line, writers_folder
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from imgcls.bench.wild import accuracy_on_files, captured_folder, hand_fonts_folder, wild_line, writers_folder
 from imgcls.models import build_model
 from imgcls.predict import predict_files
 from imgcls.robustness.capture import write_captured_set
+from imgcls.robustness.handfonts import ANGLES, PACKAGES, write_font_digits
+
+DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a font every install has
 
 
 def test_captured_pictures_are_scored_by_their_folder_names(mnist, tmp_path):
@@ -45,9 +53,10 @@ def test_a_changed_simulator_makes_a_new_captured_set(mnist, tmp_path, monkeypat
 
 
 def test_summary_line():
-    row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "writers": 0.96, "mnist_c": {}}
+    row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "writers": 0.96,
+           "fonts": 0.99111, "mnist_c": {}}
     assert wild_line({"measured": "default", "rows": {"seed": {**row, "clean": 0.5}, "default": row}}) == \
-        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none writers=0.9600"
+        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none writers=0.9600 fonts=0.9911"
 
 
 def test_the_writers_set_is_every_uci_digit_as_a_scan(tmp_path, monkeypatch):
@@ -62,3 +71,32 @@ def test_the_writers_set_is_every_uci_digit_as_a_scan(tmp_path, monkeypatch):
     with Image.open(files[0]) as image:
         pixels = np.asarray(image)
     assert image.size == (64, 64) and pixels.max() == 255 and pixels.min() < 60  # dark ink on white
+
+
+def test_hand_fonts_draw_each_digit_dark_on_white_straight_and_turned(tmp_path):
+    write_font_digits([DEJAVU], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [str(d) for d in range(10)]
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [f"DejaVuSans_{a}.png" for a in ANGLES]
+    pages = {a: np.asarray(Image.open(tmp_path / "1" / f"DejaVuSans_{a}.png")) for a in ANGLES}
+    rows, cols = np.nonzero(pages[0] < 128)
+    assert pages[0].max() == 255 and pages[0].min() < 60  # dark ink on white paper
+    assert abs(rows.mean() - 120) < 15 and abs(cols.mean() - 120) < 15  # in the middle of the page
+    assert np.ptp(rows) > 1.5 * np.ptp(cols)  # a 1 is tall and narrow
+    straight = {np.asarray(Image.open(tmp_path / str(d) / "DejaVuSans_0.png")).tobytes() for d in range(10)}
+    assert len(straight) == 10  # ten glyphs, not one missing glyph's box ten times
+    assert not np.array_equal(pages[-8], pages[8]) and not np.array_equal(pages[0], pages[8])
+
+
+def test_the_hand_font_set_is_made_from_the_installed_fonts_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "home"))
+    root = tmp_path / "fonts"
+    assert hand_fonts_folder(root) is None
+    assert "apt-get install fonts-bwht" in capsys.readouterr().out  # says how to get them
+    font = root / PACKAGES["fonts-humor-sans"][0]
+    font.parent.mkdir(parents=True)
+    shutil.copy(DEJAVU, font)
+    folder = hand_fonts_folder(root)
+    assert sorted(p.name for p in folder.glob("7/*.png")) == [f"Humor-Sans_{a}.png" for a in ANGLES]
+    stamp = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+    assert hand_fonts_folder(root) == folder
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")} == stamp  # read, not made again

@@ -1,14 +1,17 @@
 """Robustness ("wild"): how a digit model reads the pictures people give it, not MNIST's test set.
 
-For each model, five rows beside the clean MNIST test accuracy:
+For each model, six rows beside the clean MNIST test accuracy:
 - MNIST-C: the 15 corruptions of Mu & Gilmer (2019) applied to the whole test set, fed as arrays;
 - captured: test digits as phone photos of paper (imgcls.robustness.capture), saved as JPEG files
   and read back through `imgcls predict`'s own path (files in, classes out);
 - drawn: test digits traced as mouse strokes on `imgcls serve`'s page in headless Chromium
   (imgcls.robustness.drawn), read from the page's own /predict answers;
 - writers: real handwriting by other writers than MNIST's (scikit-learn's copy of the UCI digits),
-  as PNG files read through `imgcls predict`.
-The other sets are made from MNIST's test digits with fixed seeds; all are cached beside the datasets.
+  as PNG files read through `imgcls predict`;
+- hand fonts: the ten digits in typefaces digitised from fifteen people's handwriting
+  (imgcls.robustness.handfonts; where Debian's fonts are installed), read the same way.
+MNIST-C, captured and drawn are made from MNIST's test digits with fixed seeds; every set is cached
+beside the datasets.
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ from imgcls.config import resolve_config
 from imgcls.data import cache_dir, load_dataset
 from imgcls.errors import ImgclsError
 from imgcls.predict import predict_files
-from imgcls.robustness import capture, corruptions
+from imgcls.robustness import capture, corruptions, handfonts
 from imgcls.robustness.capture import write_captured_set
 from imgcls.robustness.corruptions import CORRUPTIONS, mnist_c
 from imgcls.runs import atomic_folder, atomic_path
@@ -83,6 +86,21 @@ def writers_folder():
     return folder
 
 
+def hand_fonts_folder(root=handfonts.FONT_ROOT):
+    """The hand-font digits of the fonts installed under `root`, made once and cached whole; None
+    (and a line saying how to install them) where there are none."""
+    fonts = handfonts.installed(root)
+    if not fonts:
+        print(f"hand fonts: skipped, none installed (apt-get install {' '.join(handfonts.PACKAGES)})")
+        return None
+    which = hashlib.sha256(" ".join(f"{p.name}:{p.stat().st_size}" for p in fonts).encode()).hexdigest()[:8]
+    folder = cache_dir() / "robustness" / f"handfonts-{which}-{made_by(handfonts)}"
+    if not folder.is_dir():
+        with atomic_folder(folder) as scratch:
+            handfonts.write_font_digits(fonts, scratch)
+    return folder
+
+
 def accuracy_on_files(model, metadata, folder):
     """Accuracy of `imgcls predict` on folder/<label>/*: the label is each file's folder name."""
     results = predict_files(model, metadata["class_names"], [folder], dataset=metadata.get("dataset"))
@@ -107,7 +125,7 @@ def accuracy_drawn(model_file, x_test, y_test, first=DRAWN[0], count=DRAWN[1], s
         server.wait(30)
 
 
-def measure(model_file, mnist, corrupted, captured):
+def measure(model_file, mnist, corrupted, captured, fonts):
     """The robustness rows of one saved model."""
     model, metadata, _ = load_model(model_file)
     if metadata.get("dataset") != "mnist":
@@ -122,6 +140,7 @@ def measure(model_file, mnist, corrupted, captured):
             "captured": round(accuracy_on_files(model, metadata, captured), 4),
             "writers": round(accuracy_on_files(model, metadata, writers_folder()), 4),
             "drawn": _rounded(accuracy_drawn(model_file, mnist.x_test, mnist.y_test)),
+            "fonts": None if fonts is None else round(accuracy_on_files(model, metadata, fonts), 4),
             "mnist_c": per_corruption}
 
 
@@ -134,9 +153,10 @@ def bench_wild(options):
     mnist = load_dataset("mnist")
     corrupted = corrupted_sets(mnist.x_test)
     captured = captured_folder(mnist.x_test, mnist.y_test)
+    fonts = hand_fonts_folder()
     if options.get("run"):
         name = str(options["run"])
-        return {"measured": name, "rows": {name: measure(resolve_model_path(name), mnist, corrupted, captured)}}
+        return {"measured": name, "rows": {name: measure(resolve_model_path(name), mnist, corrupted, captured, fonts)}}
     from imgcls.train import train
 
     rows = {}
@@ -146,7 +166,7 @@ def bench_wild(options):
             config = dataclasses.replace(resolve_config(preset=preset), out=str(folder))
             print(f"\n== wild: training the {preset} recipe ({config.model}, {config.epochs} epochs)")
             run = train(config, dataset=mnist, progress=False)
-            rows[preset] = {**measure(folder / "model.keras", mnist, corrupted, captured),
+            rows[preset] = {**measure(folder / "model.keras", mnist, corrupted, captured, fonts),
                             "model": config.model, "training_seconds": run.metrics["training_seconds"]}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -154,18 +174,19 @@ def bench_wild(options):
 
 
 def print_wild(result):
-    print(f"\nRobustness (fractions correct)   {'clean':>7} {'MNIST-C':>8} {'captured':>9} {'drawn':>7} {'writers':>8}")
+    print(f"\nRobustness (fractions correct)   {'clean':>7} {'MNIST-C':>8} {'captured':>9} {'drawn':>7} {'writers':>8} "
+          f"{'fonts':>7}")
     for name, row in result["rows"].items():
-        drawn = "-" if row["drawn"] is None else f"{row['drawn']:.4f}"
+        drawn, fonts = ("-" if row.get(k) is None else f"{row[k]:.4f}" for k in ("drawn", "fonts"))
         print(f"  {name:30} {row['clean']:>7.4f} {row['mnist_c_mean']:>8.4f} {row['captured']:>9.4f} {drawn:>7} "
-              f"{row['writers']:>8.4f}")
+              f"{row['writers']:>8.4f} {fonts:>7}")
     for name, row in result["rows"].items():
         print(f"  MNIST-C per corruption ({name}): " + ", ".join(f"{k} {v:.3f}" for k, v in row["mnist_c"].items()))
 
 
 def wild_line(result):
-    """The part's last line, for scripts: wild clean=... mnist_c_mean=... captured=... drawn=... writers=..."""
+    """The part's last line, for scripts: wild clean=... mnist_c_mean=... captured=... drawn=... writers=... fonts=..."""
     rows = result["rows"]
     row = rows.get(result["measured"]) or next(iter(rows.values()))
-    return "wild " + " ".join(f"{k}={'none' if row[k] is None else f'{row[k]:.4f}'}"
-                              for k in ("clean", "mnist_c_mean", "captured", "drawn", "writers"))
+    return "wild " + " ".join(f"{k}={'none' if row.get(k) is None else f'{row[k]:.4f}'}"
+                              for k in ("clean", "mnist_c_mean", "captured", "drawn", "writers", "fonts"))

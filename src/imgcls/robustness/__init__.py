@@ -1,1 +1,2 @@
-"""Robustness benchmarks: the pictures real users give a digit model, made from MNIST test digits."""
+"""Robustness benchmarks: the pictures real users give a digit model, made from MNIST test digits
+and from typefaces of people's handwriting."""
