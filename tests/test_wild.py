@@ -61,7 +61,6 @@ def test_summary_line():
 
 def test_the_writers_set_is_every_uci_digit_as_a_scan(tmp_path, monkeypatch):
     from sklearn.datasets import load_digits
-    from PIL import Image
 
     monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
     folder = writers_folder()
