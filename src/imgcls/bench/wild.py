@@ -59,13 +59,20 @@ def corrupted_sets(x_test, seed=SEED):
     return sets
 
 
+def made_once(name, write):
+    """The cached set folder `name`, made by write(folder) the first time it is asked for; the whole
+    set appears at once, or not at all."""
+    folder = cache_dir() / "robustness" / name
+    if not folder.is_dir():
+        with atomic_folder(folder) as scratch:
+            write(scratch)
+    return folder
+
+
 def captured_folder(x_test, y_test, seed=SEED, count=CAPTURED):
     """A folder of `count` captured pictures, <label>/<index>.jpg, made once and cached whole."""
-    folder = cache_dir() / "robustness" / f"captured-seed{seed}-{count}-{made_by(capture)}"
-    if not folder.is_dir():
-        with atomic_folder(folder) as scratch:  # the whole set appears at once, or not at all
-            write_captured_set(x_test[:count], y_test[:count], scratch, seed=seed)
-    return folder
+    return made_once(f"captured-seed{seed}-{count}-{made_by(capture)}",
+                     lambda folder: write_captured_set(x_test[:count], y_test[:count], folder, seed=seed))
 
 
 def writers_folder():
@@ -74,16 +81,14 @@ def writers_folder():
     on white, as a scan cropped to the digit would be; made once and cached whole."""
     from sklearn.datasets import load_digits
 
-    folder = cache_dir() / "robustness" / "writers-uci"
-    if not folder.is_dir():
+    def write(folder):
         digits = load_digits()
-        with atomic_folder(folder) as scratch:
-            for index, (image, label) in enumerate(zip(digits.images, digits.target)):
-                ink = Image.fromarray((255 - image * 255 / 16).astype(np.uint8))
-                path = scratch / str(int(label)) / f"{index}.png"
-                path.parent.mkdir(exist_ok=True)
-                ink.resize((64, 64), Image.Resampling.BICUBIC).save(path)
-    return folder
+        for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+            ink = Image.fromarray((255 - image * 255 / 16).astype(np.uint8))
+            path = folder / str(int(label)) / f"{index}.png"
+            path.parent.mkdir(exist_ok=True)
+            ink.resize((64, 64), Image.Resampling.BICUBIC).save(path)
+    return made_once("writers-uci", write)
 
 
 def hand_fonts_folder(root=handfonts.FONT_ROOT):
@@ -94,11 +99,8 @@ def hand_fonts_folder(root=handfonts.FONT_ROOT):
         print(f"hand fonts: skipped, none installed (apt-get install {' '.join(handfonts.PACKAGES)})")
         return None
     which = hashlib.sha256(" ".join(f"{p.name}:{p.stat().st_size}" for p in fonts).encode()).hexdigest()[:8]
-    folder = cache_dir() / "robustness" / f"handfonts-{which}-{made_by(handfonts)}"
-    if not folder.is_dir():
-        with atomic_folder(folder) as scratch:
-            handfonts.write_font_digits(fonts, scratch)
-    return folder
+    return made_once(f"handfonts-{which}-{made_by(handfonts)}",
+                     lambda folder: handfonts.write_font_digits(fonts, folder))
 
 
 def accuracy_on_files(model, metadata, folder):
