@@ -128,14 +128,14 @@ def build_parser():
     commands.add_parser("models", help="list the model presets")
 
     bench = commands.add_parser("bench", help="time to accuracy against the tutorial, inference speed, efficiency")
-    bench.add_argument("--only", help="comma-separated parts (default: all but cifar10-94); an unknown name lists "
-                                      "them")
+    bench.add_argument("--only", help="comma-separated parts (default: all but cifar10-94 and cifar10-c); an "
+                                      "unknown name lists them")
     bench.add_argument("--seeds", type=int, default=1, help="seeds for the cifar10 and fashion rows, reported as mean "
                                                             "and spread (default 1: three CIFAR-10 seeds take most "
                                                             "of an hour on 2 CPU cores)")
     bench.add_argument("--cifar-dir", help="CIFAR-10 batches or image folders, for the cifar10 and transfer parts")
-    bench.add_argument("--run", metavar="RUN", help="for the wild and export parts: measure this run folder or model "
-                                                    "file instead of training recipes")
+    bench.add_argument("--run", metavar="RUN", help="for the wild, cifar10-c and export parts: measure this run folder "
+                                                    "or model file instead of training recipes")
     # --debug after the command too (imgcls train --debug), as people type it; unset there, the top
     # level's value stands.
     for command in list(subcommands(parser)):

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from imgcls.bench.backends import backends_line, bench_backends, print_backends
+from imgcls.bench.cifar_c import bench_cifar_c, cifar_c_line, print_cifar_c
 from imgcls.bench.export import bench_export, export_line, print_export
 from imgcls.bench.photos import bench_photos, bench_record, photos_line, print_photos, print_record
 from imgcls.bench.speed import bench_inference, bench_mnist, peak_gflops, time_to_accuracy
@@ -78,6 +79,7 @@ PARTS = {
     "cifar10": Part(_with_cifar10(lambda cifar, options: bench_photos(cifar, options.get("seeds", 1))),
                     _unless_skipped(print_photos)),
     "cifar10-94": Part(_with_cifar10(lambda cifar, options: bench_record(cifar)), _unless_skipped(print_record)),
+    "cifar10-c": Part(_with_cifar10(bench_cifar_c), _unless_skipped(print_cifar_c), cifar_c_line),
     "inference": Part(_inference),
     "efficiency": Part(lambda options: peak_gflops()),
     "wild": Part(bench_wild, print_wild, wild_line),
@@ -86,7 +88,7 @@ PARTS = {
     "backends": Part(bench_backends, print_backends, backends_line),
     "transfer": Part(_with_cifar10(lambda cifar, options: bench_transfer(cifar)), line=transfer_line),
 }
-ON_REQUEST = ("cifar10-94",)  # an hour or more on a CPU: only with --only
+ON_REQUEST = ("cifar10-94", "cifar10-c")  # an hour, and a CIFAR-10 training or --run: only with --only
 DEFAULT_PARTS = tuple(name for name in PARTS if name not in ON_REQUEST)
 SPEED_PARTS = ("mnist", "best", "fashion", "cifar10", "cifar10-94", "inference", "efficiency")
 PHOTO_PARTS = ("fashion", "cifar10")

@@ -98,20 +98,25 @@ def _glass_blur(x, rng, sigma=0.7, reach=1, rounds=2):
 
 @_register("motion_blur")
 def _motion_blur(x, rng, radius=10, sigma=3.0, max_degrees=45):
-    """Camera shake: each pixel averages the pixels ahead of it along a random direction within
-    `max_degrees` of horizontal, weighted by a half Gaussian (ImageMagick's -motion-blur)."""
-    angles = np.deg2rad([rng.uniform(-max_degrees, max_degrees) for _ in x])
+    """Camera shake along a random direction within `max_degrees` of horizontal (see `streak`)."""
+    return streak(x, np.deg2rad([rng.uniform(-max_degrees, max_degrees) for _ in x]), radius, sigma)
+
+
+def streak(x, angles, radius, sigma):
+    """Each pixel of picture i averages the pixels ahead of it along `angles[i]` (radians from
+    horizontal), weighted by a half Gaussian (ImageMagick's -motion-blur). Any picture size, with
+    or without a channel axis (CIFAR-10-C blurs colour pictures and snow with it)."""
     steps = np.arange(2 * radius + 1)
     weights = np.exp(-steps ** 2 / (2 * sigma ** 2))
     weights /= weights.sum()
     drow = np.rint(np.outer(np.sin(angles), steps)).astype(int)
     dcol = np.rint(np.outer(np.cos(angles), steps)).astype(int)
     n = np.arange(len(x))[:, None, None]
-    grid = np.arange(SIZE)
+    height, width = x.shape[1:3]
     out = np.zeros_like(x)
     for t, weight in enumerate(weights):
-        rows = np.clip(grid[None, :, None] + drow[:, t, None, None], 0, SIZE - 1)
-        cols = np.clip(grid[None, None, :] + dcol[:, t, None, None], 0, SIZE - 1)
+        rows = np.clip(np.arange(height)[None, :, None] + drow[:, t, None, None], 0, height - 1)
+        cols = np.clip(np.arange(width)[None, None, :] + dcol[:, t, None, None], 0, width - 1)
         out += weight * x[n, rows, cols]
     return out
 
@@ -168,7 +173,7 @@ _FINE_LEVELS = 3  # grown only near the picture below 2**3 = 8-pixel spacing
 _WINDOW = (-1, 0, 1, 2, 3, 4)  # coarse points around the picture: 256-map pixels -8 to 40
 
 
-def _diamond_square(grid, levels, wibble, decay, noise):
+def diamond_square(grid, levels, wibble, decay, noise):
     """Refine periodic height maps (N, s, s) `levels` times, halving the spacing each time: each new
     point is the mean of its four neighbours plus uniform noise of size wibble**2, and wibble
     shrinks by `decay` a level (the plasma fractal of ImageNet-C and MNIST-C)."""
@@ -197,10 +202,10 @@ def _plasma(noise, decay):
 
     The rest of the map would cost 20 times as much and only feeds the range, which its 8-pixel
     grid already gives to within a few percent."""
-    coarse = _diamond_square(np.zeros((len(noise), 1, 1)), _COARSE, 100.0, decay, noise)
+    coarse = diamond_square(np.zeros((len(noise), 1, 1)), _COARSE, 100.0, decay, noise)
     window = coarse.take(_WINDOW, axis=1, mode="wrap").take(_WINDOW, axis=2, mode="wrap")
-    fine = _diamond_square(window, _FINE_LEVELS, 100.0 / decay ** _COARSE, decay,
-                           noise[:, _COARSE_DRAWS:])
+    fine = diamond_square(window, _FINE_LEVELS, 100.0 / decay ** _COARSE, decay,
+                          noise[:, _COARSE_DRAWS:])
     # refining the window as if it wrapped around spoils only map pixels left of -4 and right of
     # 28: outside the picture
     crop = fine[:, 8:8 + SIZE, 8:8 + SIZE]
