@@ -10,7 +10,7 @@ from PIL import Image
 from skimage.color import rgb2hsv
 
 import imgcls.robustness.cifar_c as cifar_c
-from imgcls.bench.cifar_c import cifar_c_line, measure, print_cifar_c
+from imgcls.bench.cifar_c import cifar_c_line, evenly, measure, print_cifar_c
 from imgcls.errors import ImgclsError
 from imgcls.robustness.cifar_c import CORRUPTIONS, corrupt
 
@@ -141,7 +141,7 @@ def test_bench_part_measures_a_cifar10_run_plain_and_with_its_views(photos, tmp_
     import imgcls.bench.cifar_c as part
     from imgcls.saving import save_model
 
-    monkeypatch.setattr(part, "IMAGES", 8)
+    monkeypatch.setattr(part, "IMAGES", 4)  # every other photo
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(8, activation="softmax")])
@@ -151,7 +151,7 @@ def test_bench_part_measures_a_cifar10_run_plain_and_with_its_views(photos, tmp_
     file = tmp_path / "model.keras"
     save_model(model, file, {"class_names": [str(i) for i in range(8)], "dataset": "cifar10", "tta_views": 2})
     result = measure(file, SimpleNamespace(x_test=photos, y_test=labels))
-    assert result["images"] == 8 and result["tta_views"] == 2
+    assert result["images"] == 4 and result["tta_views"] == 2
     for kind in ("plain", "tta"):
         assert result[kind]["clean"] == 1.0  # it learnt the eight photos
         assert list(result[kind]["by_corruption"]) == PAPER_ORDER
@@ -164,6 +164,16 @@ def test_bench_part_measures_a_cifar10_run_plain_and_with_its_views(photos, tmp_
     out = capsys.readouterr().out
     assert "CIFAR-10-C with 2 test views" in out and "snow" in out
     assert cifar_c_line({"skipped": "no CIFAR-10"}) == "cifar10_c clean=n/a mean=n/a"
+
+
+def test_the_bench_takes_as_many_pictures_of_each_class_however_the_set_is_listed():
+    by_class = np.repeat(np.arange(10), 1000)  # the JPEG folders: class by class
+    shuffled = np.random.default_rng(0).permutation(by_class)
+    for labels in (by_class, shuffled):
+        x, y = evenly(np.arange(10_000), labels, 2000)
+        assert len(x) == 2000 and np.array_equal(labels[x], y)
+        assert np.bincount(y, minlength=10).min() >= (200 if labels is by_class else 170)
+    assert np.array_equal(evenly(np.arange(8), np.arange(8), 4)[0], [0, 2, 4, 6])
 
 
 def test_bench_part_refuses_a_model_of_another_dataset(tmp_path, photos):

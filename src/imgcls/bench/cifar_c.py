@@ -1,8 +1,8 @@
 """Robustness of a photo model: `imgcls bench --only cifar10-c [--run RUN]`.
 
 A CIFAR-10 model's accuracy on CIFAR-10-C (imgcls.robustness.cifar_c: 14 corruptions of Hendrycks
-& Dietterich, five severities each) made from the first IMAGES test pictures, beside its accuracy
-on the same pictures clean; plain and averaged over the run's own test-time views where it has
+& Dietterich, five severities each) made from IMAGES test pictures spread evenly over the test set
+(the JPEG folders list it class by class), beside its accuracy on the same pictures clean; plain and averaged over the run's own test-time views where it has
 them, as `imgcls predict --tta` answers. The corrupted pictures are made afresh each time (all of
 them would take 430 MB), fed as arrays. Without --run the default CIFAR-10 recipe is trained first.
 """
@@ -20,7 +20,7 @@ from imgcls.robustness.cifar_c import CORRUPTIONS, SEVERITIES, corrupt
 from imgcls.saving import load_model, resolve_model_path
 from imgcls.views import ViewAveraged
 
-IMAGES = 2000  # test pictures 0..1999: each corruption's accuracy from 10,000 predictions
+IMAGES = 2000  # every fifth test picture: each corruption's accuracy from 10,000 predictions
 SEED = 0
 BATCH = 500
 
@@ -41,13 +41,20 @@ def bench_cifar_c(cifar, options):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def evenly(x, y, count):
+    """`count` pictures spread evenly over the set, every k-th: as many of each class whether the
+    set is listed class by class (the JPEG folders) or shuffled."""
+    every = slice(None, None, max(1, len(x) // count))
+    return x[every][:count], y[every][:count]
+
+
 def measure(model_file, cifar):
     """Clean and corrupted accuracies of one saved CIFAR-10 model, plain and with its views."""
     model, metadata, _ = load_model(model_file)
     if metadata.get("dataset") != "cifar10":
         raise ImgclsError(f"{model_file} was trained on {metadata.get('dataset')}; cifar10-c is for CIFAR-10 models")
     views = ViewAveraged(model, metadata["tta_views"]) if metadata.get("tta_views") else None
-    x, y = cifar.x_test[:IMAGES], np.asarray(cifar.y_test).reshape(-1)[:IMAGES]
+    x, y = evenly(cifar.x_test, np.asarray(cifar.y_test).reshape(-1), IMAGES)
 
     def accuracies(images):
         """(plain, with views or None): one model call per batch for all views."""
@@ -69,7 +76,7 @@ def measure(model_file, cifar):
         table[name] = [accuracies(corrupt(x, name, severity, SEED)) for severity in SEVERITIES]
         print(f"cifar10-c {name}: " + " ".join(f"{plain:.3f}" for plain, _ in table[name]), flush=True)
     kinds = ("plain", "tta") if views else ("plain",)
-    result = {"measured": str(model_file), "images": IMAGES, "tta_views": metadata.get("tta_views")}
+    result = {"measured": str(model_file), "images": len(x), "tta_views": metadata.get("tta_views")}
     for k, kind in enumerate(kinds):
         per = {name: [round(row[k], 4) for row in rows] for name, rows in table.items()}
         result[kind] = {"clean": round(clean[k], 4),
