@@ -36,6 +36,7 @@ def _per_image(rng, x, draw):
 
 
 def gaussian_noise(x, rng, scale):
+    """Sensor noise: every channel value moved by a normal draw of `scale` (of the range)."""
     return x + _per_image(rng, x, lambda r: r.normal(0, scale, x.shape[1:]))
 
 
