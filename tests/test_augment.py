@@ -6,7 +6,7 @@ from imgcls.augment import POLICIES, OnShare, RandomNoise, RandomStroke, augment
 from imgcls.errors import ImgclsError
 
 SHAPES = {"shift": (28, 28), "nudge": (32, 32, 3), "flip": (32, 32, 3), "altflip": (32, 32, 3), "auto": (32, 32, 3),
-          "digits": (28, 28)}
+          "noise": (32, 32, 3), "digits": (28, 28)}
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,16 @@ def test_on_share_augments_only_that_share_of_the_batch(digits):
     out = run(OnShare(RandomNoise(rate=1.0, amount=0.3), share=0.25), x, training=True)
     changed = np.abs(out - x).max(axis=(1, 2, 3)) > 0
     assert changed[:16].all() and not changed[16:].any()
+
+
+def test_noise_policy_adds_noise_of_varied_strength_to_half_of_each_batch():
+    keras.utils.set_random_seed(0)
+    x = np.full((64, 32, 32, 3), 128.0, "float32")  # mid-grey: nothing clipped
+    moved = run(augmentation("noise", (32, 32, 3)), x, training=True) - x
+    strength = moved.std(axis=(1, 2, 3)) / 255
+    assert (strength[32:] == 0).all() and (strength[:32] > 0).all()  # the first half, every picture
+    assert strength[:32].max() < 0.1 * 1.05 and strength[:32].min() < 0.02  # from none to 10% of the range
+    assert np.abs(moved[:32].mean(axis=(1, 2, 3))).max() < 1  # noise, not a change of brightness
 
 
 def test_unknown_policy_names_the_valid_ones():

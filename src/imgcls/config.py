@@ -43,8 +43,8 @@ class TrainConfig:
     steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
     validation_split: float = option(0.1, "share of the training set held out (from its end, as Keras does)")
     augment: str | None = option(None, "random augmentation in training, a comma list: shift, nudge, flip, "
-                                        "digits (handwriting), or auto (the value when given alone: shift, and flip "
-                                        "for colour images)",
+                                        "noise (camera noise, for photos), digits (handwriting), or auto (the value "
+                                        "when given alone: shift, and flip for colour images)",
                                  const="auto", metavar="KINDS")
     tta: bool = option(False, "also report test accuracy averaged over views of each image, e.g. its mirror "
                               "(for photos)")
