@@ -2,9 +2,10 @@
 
 A CIFAR-10 model's accuracy on CIFAR-10-C (imgcls.robustness.cifar_c: 14 corruptions of Hendrycks
 & Dietterich, five severities each) made from IMAGES test pictures spread evenly over the test set
-(the JPEG folders list it class by class), beside its accuracy on the same pictures clean; plain and averaged over the run's own test-time views where it has
-them, as `imgcls predict --tta` answers. The corrupted pictures are made afresh each time (all of
-them would take 430 MB), fed as arrays. Without --run the default CIFAR-10 recipe is trained first.
+(the JPEG folders list it class by class), beside its accuracy on the same pictures clean; plain
+and averaged over the run's own test-time views where it has them, as `imgcls predict --tta`
+answers. The corrupted pictures are made afresh each time (all of them would take 430 MB), fed as
+arrays. Without --run the default CIFAR-10 recipe is trained first.
 """
 
 import dataclasses
