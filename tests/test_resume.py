@@ -106,7 +106,9 @@ def test_a_run_killed_in_epoch_2_resumes_to_the_uninterrupted_result(small_mnist
     assert [row["epoch"] for row in history(folder)] == ["1", "2", "3"]
     assert resumed.metrics["epochs"] == 3 and resumed.metrics["resumed_after_epoch"] == 1
     assert not resumed.metrics["interrupted"] and not (folder / STATE_FILE).exists()
-    assert abs(resumed.metrics["test_accuracy"] - uninterrupted.metrics["test_accuracy"]) <= 0.003
+    # within 3 of the 1,000 test pictures, counted as pictures: 0.829 - 0.826 is 0.0030000000000000027
+    differ = abs(resumed.metrics["test_accuracy"] - uninterrupted.metrics["test_accuracy"]) * TEST
+    assert round(differ) <= 3
     for name in ("model.keras", "model.h5"):
         _, accuracy = keras.saving.load_model(folder / name).evaluate(small_mnist.x_test, small_mnist.y_test, verbose=0)
         assert accuracy == pytest.approx(resumed.metrics["test_accuracy"], abs=1e-6)
