@@ -20,7 +20,7 @@ from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
 
 from imgcls.errors import ImgclsError, unknown
-from imgcls.robustness.corruptions import diamond_square, streak
+from imgcls.robustness.corruptions import diamond_square, scatter, streak
 
 SIZE = 32
 _CHUNK = 500  # pictures per vectorised call: bounds memory; results do not depend on it
@@ -66,18 +66,10 @@ def glass_blur(x, rng, sigma, reach, rounds):
     """Frosted glass: blur, then each pixel takes the colour of a neighbour up to `reach` up or left
     (visited from the bottom right, so that colours travel; the released code meant to swap the
     two, but its numpy views copy), then blur again."""
-    span = range(SIZE - reach, reach, -1)
-    k = len(span)
+    k = SIZE - 2 * reach
     moves = _per_image(rng, x, lambda r: r.integers(-reach, reach, size=(rounds, k, k, 2)))
     flat = (np.floor(_gaussian(x, sigma) * 255) / 255).reshape(len(x), SIZE * SIZE, 3)
-    n = np.arange(len(x))
-    for r in range(rounds):
-        for a, row in enumerate(span):
-            for b, col in enumerate(span):
-                here = row * SIZE + col
-                there = here + moves[:, r, a, b, 0] * SIZE + moves[:, r, a, b, 1]
-                flat[n, here] = flat[n, there]
-    return _gaussian(flat.reshape(x.shape), sigma)
+    return _gaussian(scatter(flat, moves, SIZE, reach, swap=False).reshape(x.shape), sigma)
 
 
 def motion_blur(x, rng, radius, sigma):

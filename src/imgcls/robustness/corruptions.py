@@ -81,19 +81,30 @@ def _impulse_noise(x, rng, amount=0.17):
 def _glass_blur(x, rng, sigma=0.7, reach=1, rounds=2):
     """Frosted glass: blur, let pixels wander by swapping each, at even odds, with a neighbour up to
     `reach` up or left (visiting pixels from the bottom right, so one can travel), blur again."""
-    span = range(SIZE - reach, reach, -1)
-    k = len(span)
+    k = SIZE - 2 * reach
     moves = np.stack([rng.integers(-reach, reach, size=(rounds, k, k, 2))
                       * (rng.random((rounds, k, k, 1)) < 0.5) for _ in x])
-    flat = _blur(x, sigma).reshape(len(x), -1)
-    n = np.arange(len(x))
-    for r in range(rounds):
+    flat = scatter(_blur(x, sigma).reshape(len(x), -1), moves, SIZE, reach, swap=True)
+    return _blur(flat.reshape(x.shape), sigma)
+
+
+def scatter(flat, moves, side, reach, swap):
+    """Glass blur's wandering pixels: in flattened pictures (N, side * side, ...), each pixel from the
+    bottom right up to `reach` from the top and left edges, round by round, is exchanged with
+    (`swap`) or takes the value of the neighbour moves[:, round, row, col] points to (k x k grids
+    of (rows, cols) steps, k = side - 2 * reach)."""
+    span = range(side - reach, reach, -1)
+    n = np.arange(len(flat))
+    for r in range(moves.shape[1]):
         for a, row in enumerate(span):
             for b, col in enumerate(span):
-                here = row * SIZE + col
-                there = here + moves[:, r, a, b, 0] * SIZE + moves[:, r, a, b, 1]
-                flat[n, here], flat[n, there] = flat[n, there], flat[n, here]
-    return _blur(flat.reshape(x.shape), sigma)
+                here = row * side + col
+                there = here + moves[:, r, a, b, 0] * side + moves[:, r, a, b, 1]
+                if swap:
+                    flat[n, here], flat[n, there] = flat[n, there], flat[n, here]
+                else:
+                    flat[n, here] = flat[n, there]
+    return flat
 
 
 @_register("motion_blur")
