@@ -20,7 +20,7 @@ from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
 
 from imgcls.errors import ImgclsError, unknown
-from imgcls.robustness.corruptions import diamond_square, scatter, streak
+from imgcls.robustness.corruptions import diamond_square, scatter, streak, to_uint8
 
 SIZE = 32
 _CHUNK = 500  # pictures per vectorised call: bounds memory; results do not depend on it
@@ -153,7 +153,7 @@ def elastic(x, rng, amount, smooth, wobble):
 
 
 def _through_pillow(x, change):
-    return np.stack([np.asarray(change(Image.fromarray(_to_uint8(image))), float) / 255 for image in x])
+    return np.stack([np.asarray(change(Image.fromarray(to_uint8(image))), float) / 255 for image in x])
 
 
 def pixelate(x, rng, share):
@@ -194,10 +194,6 @@ CORRUPTIONS = {
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def _to_uint8(x):
-    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
-
-
 def corruption_rng(name, severity, seed=0):
     """The generator `corrupt` draws from: one per (corruption, severity) child of `seed`."""
     if name not in CORRUPTIONS:
@@ -217,5 +213,5 @@ def corrupt(images, name, severity, seed=0):
     fn, levels = CORRUPTIONS[name]
     out = np.empty_like(images)
     for start in range(0, len(images), _CHUNK):
-        out[start:start + _CHUNK] = _to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng, *levels[severity - 1]))
+        out[start:start + _CHUNK] = to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng, *levels[severity - 1]))
     return out

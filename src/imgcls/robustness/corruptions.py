@@ -330,7 +330,8 @@ def _canny_edges(x, rng, sigma=1.0, low=0.1, high=0.2):
 
 # ---- public API --------------------------------------------------------------------------------
 
-def _to_uint8(x):
+def to_uint8(x):
+    """Pixels in [0, 1] as uint8, rounded to the nearest level."""
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
 
 
@@ -345,7 +346,7 @@ def _check_images(images):
 def _one_image(name, batch_fn):
     @functools.wraps(batch_fn)
     def corrupt_one(image, rng):
-        return _to_uint8(batch_fn(_check_images(np.asarray(image)[None]) / 255.0, rng))[0]
+        return to_uint8(batch_fn(_check_images(np.asarray(image)[None]) / 255.0, rng))[0]
     corrupt_one.__name__ = corrupt_one.__qualname__ = name
     return corrupt_one
 
@@ -377,7 +378,7 @@ def corrupt(images, name, seed=0):
     rng = corruption_rng(name, seed)
     out = np.empty_like(images)
     for start in range(0, len(images), _CHUNK):
-        out[start:start + _CHUNK] = _to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng))
+        out[start:start + _CHUNK] = to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng))
     return out
 
 
