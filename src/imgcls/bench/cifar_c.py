@@ -9,7 +9,6 @@ arrays. Without --run the default CIFAR-10 recipe is trained first.
 """
 
 import dataclasses
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,14 +31,11 @@ def bench_cifar_c(cifar, options):
         return measure(resolve_model_path(str(options["run"])), cifar)
     from imgcls.train import train
 
-    folder = Path(tempfile.mkdtemp(prefix="cifar10-c-"))
-    try:
-        config = dataclasses.replace(resolve_config(dataset="cifar10"), out=str(folder))
+    with tempfile.TemporaryDirectory(prefix="cifar10-c-", ignore_cleanup_errors=True) as folder:
+        config = dataclasses.replace(resolve_config(dataset="cifar10"), out=folder)
         print(f"\n== cifar10-c: training the default recipe ({config.model}, {config.epochs} epochs)")
         train(config, dataset=cifar, progress=False)
-        return {**measure(folder / "model.keras", cifar), "measured": "default"}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        return {**measure(Path(folder) / "model.keras", cifar), "measured": "default"}
 
 
 def evenly(x, y, count):

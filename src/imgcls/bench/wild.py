@@ -17,7 +17,6 @@ beside the datasets.
 import dataclasses
 import hashlib
 import inspect
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -163,15 +162,12 @@ def bench_wild(options):
 
     rows = {}
     for preset in PRESETS:
-        folder = Path(tempfile.mkdtemp(prefix=f"wild-{preset}-"))
-        try:
-            config = dataclasses.replace(resolve_config(preset=preset), out=str(folder))
+        with tempfile.TemporaryDirectory(prefix=f"wild-{preset}-", ignore_cleanup_errors=True) as folder:
+            config = dataclasses.replace(resolve_config(preset=preset), out=folder)
             print(f"\n== wild: training the {preset} recipe ({config.model}, {config.epochs} epochs)")
             run = train(config, dataset=mnist, progress=False)
-            rows[preset] = {**measure(folder / "model.keras", mnist, corrupted, captured, fonts),
+            rows[preset] = {**measure(Path(folder) / "model.keras", mnist, corrupted, captured, fonts),
                             "model": config.model, "training_seconds": run.metrics["training_seconds"]}
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
     return {"measured": "default", "rows": rows}
 
 
