@@ -128,6 +128,14 @@ def test_noise_policy_adds_noise_of_varied_strength_to_half_of_each_batch():
     assert np.abs(moved[:32].mean(axis=(1, 2, 3))).max() < 1  # noise, not a change of brightness
 
 
+def test_auto_combines_with_other_policies():
+    # "auto,noise" once meant "auto" alone: auto's shift and flip replaced the whole list.
+    steps = lambda kind: [type(layer).__name__ for layer in augmentation(kind, (32, 32, 3)).layers]
+    assert steps("auto") == ["RandomFlip", "RandomTranslation"]
+    assert steps("auto,noise") == ["RandomFlip", "RandomTranslation", "OnShare"]
+    assert steps("auto") == steps("shift,flip")
+
+
 def test_unknown_policy_names_the_valid_ones():
     with pytest.raises(ImgclsError, match="digits"):
         augmentation("digit", (28, 28))

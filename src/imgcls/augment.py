@@ -45,7 +45,7 @@ def augmentation(kind, input_shape):
         raise unknown("augmentation", name, POLICIES)
     channels = input_shape[2] if len(input_shape) == 3 else 1
     if "auto" in kinds:
-        kinds = {"shift", "flip"} if channels == 3 else {"shift"}
+        kinds |= {"shift", "flip"} if channels == 3 else {"shift"}
     steps = []
     if "flip" in kinds:
         steps.append(layers.RandomFlip("horizontal"))
