@@ -42,9 +42,9 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "share of each label spread over the other classes")
     steps_per_execution: int = option(8, "batches per compiled call: 25 to 45 percent faster than 1 on a CPU")
     validation_split: float = option(0.1, "share of the training set held out (from its end, as Keras does)")
-    augment: str | None = option(None, "random augmentation in training, a comma list: shift, nudge, flip, "
-                                        "noise (camera noise, for photos), digits (handwriting), or auto (the value "
-                                        "when given alone: shift, and flip for colour images)",
+    augment: str | None = option(None, "random augmentation in training, a comma list: shift, nudge, flip, altflip, "
+                                        "noise (camera noise, for photos), digits (handwriting), auto (shift, and flip for "
+                                        "colour images; the value when the flag is given alone)",
                                  const="auto", metavar="KINDS")
     tta: bool = option(False, "also report test accuracy averaged over views of each image, e.g. its mirror "
                               "(for photos)")
@@ -144,8 +144,7 @@ class TrainConfig:
         if self.backend is not None and self.backend not in BACKENDS:
             raise unknown("backend", self.backend, BACKENDS)
         if self.augment and not set(self.augment.split(",")) <= set(POLICIES):
-            raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: auto, or a comma list of "
-                                          f"{', '.join(a for a in POLICIES if a != 'auto')}")
+            raise InvalidValue("augment", f"unknown kind {self.augment!r}; valid: a comma list of {', '.join(POLICIES)}")
         return self
 
     def worker_addresses(self):
