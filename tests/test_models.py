@@ -1,6 +1,9 @@
 """Every registered preset builds, takes raw pixels of the dataset's shape and gives probabilities;
 the tutorial presets have the tutorials' exact parameter counts."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -87,3 +90,24 @@ def test_airnet_small_frames_pictures_in_their_background_colour_before_whitenin
     np.testing.assert_allclose(seen[:, 2:30, 2:30, 0], pictures / 255, atol=1e-6)
     seen[:, 2:30, 2:30] = background / 255
     np.testing.assert_allclose(seen, background / 255, atol=1e-6)
+
+
+# A preset's data-dependent start, then the test pictures' predictions, as training on a small folder
+# does them; in a fresh process, since TensorFlow warns about retracing at most twice a process.
+PREPARE_THEN_PREDICT = """
+import numpy as np
+from imgcls.models import build_model, model_spec
+images = np.random.default_rng(0).integers(0, 256, (72, 32, 32, 3), dtype=np.uint8)
+model = build_model("airnet_small", (32, 32, 3), 2)
+model_spec("airnet_small").prepare(model, images)
+model.predict(images[:20], verbose=0)
+"""
+
+
+def test_a_small_folders_data_dependent_start_leaves_no_retracing_warning():
+    """airnet_small read the training pictures through sub-models' predict, each traced afresh for
+    its full and its last batch; on a small folder TensorFlow then printed two paragraphs of
+    "triggered tf.function retracing" warnings at the end of every training."""
+    result = subprocess.run([sys.executable, "-c", PREPARE_THEN_PREDICT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "retracing" not in result.stderr

@@ -70,6 +70,15 @@ def _gelu_block(x, filters):
 SAMPLE = 5000  # training pictures a data-dependent start reads, as airbench's whitening does
 
 
+def reaching(layer, model, images, chunk=500):
+    """What `layer` of `model` receives for `images`, computed eagerly a chunk at a time: predict
+    would trace a function for each sub-model and batch size, and after a small folder's training
+    TensorFlow warned about the retracing."""
+    part = keras.Model(model.input, layer.input)
+    return np.concatenate([keras.ops.convert_to_numpy(part(images[start:start + chunk], training=False))
+                           for start in range(0, len(images), chunk)])
+
+
 def prepare_airnet(model, images):
     """Data-dependent start, as airbench does it: the first layer whitens 2x2 patches (filters are the
     eigenvectors of the training patches' covariance, scaled by their inverse square root, with their
@@ -77,7 +86,7 @@ def prepare_airnet(model, images):
     the channels it can pass through (an implicit residual connection)."""
     sample = np.asarray(images[:SAMPLE])
     whitening = model.get_layer("whitening")
-    pixels = keras.Model(model.input, whitening.input).predict(sample, verbose=0)
+    pixels = reaching(whitening, model, sample)
     size = whitening.kernel.shape[0]
     patches = np.lib.stride_tricks.sliding_window_view(pixels, (size, size), axis=(1, 2))  # N, H', W', C, h, w
     patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, whitening.kernel.shape[2] * size * size)
@@ -135,7 +144,7 @@ def background_frame(x, width):
 def set_background(model, images):
     """The frame's colour: the median of the training pictures' outermost pixels, per channel."""
     entering = model.get_layer("background_in")
-    pixels = keras.Model(model.input, entering.input).predict(images, verbose=0)
+    pixels = reaching(entering, model, images)
     edges = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], axis=1)
     colour = np.median(edges.reshape(-1, pixels.shape[-1]), axis=0).astype("float32")
     entering.bias.assign(-colour)
