@@ -128,9 +128,12 @@ def test_noise_policy_adds_noise_of_varied_strength_to_half_of_each_batch():
     assert np.abs(moved[:32].mean(axis=(1, 2, 3))).max() < 1  # noise, not a change of brightness
 
 
+def steps(kind):
+    return [type(layer).__name__ for layer in augmentation(kind, (32, 32, 3)).layers]
+
+
 def test_auto_combines_with_other_policies():
     # "auto,noise" once meant "auto" alone: auto's shift and flip replaced the whole list.
-    steps = lambda kind: [type(layer).__name__ for layer in augmentation(kind, (32, 32, 3)).layers]
     assert steps("auto") == ["RandomFlip", "RandomTranslation"]
     assert steps("auto,noise") == ["RandomFlip", "RandomTranslation", "OnShare"]
     assert steps("auto") == steps("shift,flip")
