@@ -16,6 +16,7 @@ import numpy as np
 
 from imgcls.config import resolve_config
 from imgcls.errors import ImgclsError
+from imgcls.evaluate import predict_proba
 from imgcls.robustness.cifar_c import CORRUPTIONS, SEVERITIES, corrupt
 from imgcls.saving import load_model, resolve_model_path
 from imgcls.views import ViewAveraged
@@ -54,18 +55,11 @@ def measure(model_file, cifar):
     x, y = evenly(cifar.x_test, np.asarray(cifar.y_test).reshape(-1), IMAGES)
 
     def accuracies(images):
-        """(plain, with views or None): one model call per batch for all views."""
-        plain, averaged = [], []
-        for start in range(0, len(images), BATCH):
-            batch = images[start:start + BATCH]
-            if views is None:
-                plain.append(np.asarray(model.predict_on_batch(batch)))
-                continue
-            probs = np.asarray(model.predict_on_batch(views.stack(batch))).reshape(views.views, len(batch), -1)
-            plain.append(probs[0])
-            averaged.append(views.average(probs))
-        right = [float(np.mean(np.concatenate(p).argmax(1) == y)) for p in (plain, averaged) if p]
-        return right[0], (right[1] if views else None)
+        """(plain, with views or None), as evaluation predicts: every view of a batch in one call."""
+        if views is None:
+            return float(np.mean(predict_proba(model, images, BATCH).argmax(1) == y)), None
+        probs = predict_proba(model, images, BATCH, views)
+        return float(np.mean(probs[0].argmax(1) == y)), float(np.mean(views.average(probs).argmax(1) == y))
 
     clean = accuracies(x)
     table = {}
