@@ -20,7 +20,7 @@ from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
 
 from imgcls.errors import ImgclsError, unknown
-from imgcls.robustness.corruptions import diamond_square, scatter, streak, to_uint8
+from imgcls.robustness.corruptions import diamond_square, in_chunks, scatter, streak, to_uint8
 
 SIZE = 32
 _CHUNK = 500  # pictures per vectorised call: bounds memory; results do not depend on it
@@ -211,7 +211,4 @@ def corrupt(images, name, severity, seed=0):
                           f"got {images.dtype} {images.shape}")
     rng = corruption_rng(name, severity, seed)
     fn, levels = CORRUPTIONS[name]
-    out = np.empty_like(images)
-    for start in range(0, len(images), _CHUNK):
-        out[start:start + _CHUNK] = to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng, *levels[severity - 1]))
-    return out
+    return in_chunks(lambda x: fn(x, rng, *levels[severity - 1]), images, _CHUNK)

@@ -335,6 +335,15 @@ def to_uint8(x):
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
 
 
+def in_chunks(change, images, chunk):
+    """`change` (pictures in [0, 1] in and out) of uint8 `images`, `chunk` pictures at a time, as
+    uint8: bounds memory without changing the result, the generators drawing picture by picture."""
+    out = np.empty_like(images)
+    for start in range(0, len(images), chunk):
+        out[start:start + chunk] = to_uint8(change(images[start:start + chunk] / 255.0))
+    return out
+
+
 def _check_images(images):
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE) or images.dtype != np.uint8:
@@ -376,10 +385,7 @@ def corrupt(images, name, seed=0):
     fn = _batch_fn(name)
     images = _check_images(images)
     rng = corruption_rng(name, seed)
-    out = np.empty_like(images)
-    for start in range(0, len(images), _CHUNK):
-        out[start:start + _CHUNK] = to_uint8(fn(images[start:start + _CHUNK] / 255.0, rng))
-    return out
+    return in_chunks(lambda x: fn(x, rng), images, _CHUNK)
 
 
 def mnist_c(x, seed=0, names=None):
