@@ -5,7 +5,9 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import signal
+import time
 
 import keras
 import numpy as np
@@ -160,6 +162,21 @@ def test_schedule_changes_the_rate_every_step_inside_multi_step_calls(small_mnis
     schedule = OneCycle(config.lr, 18, config.warmup * 18)  # 1800 training images / 100
     assert [step for step, _ in seen] == [4, 8, 12, 16, 18]
     assert [rate for _, rate in seen] == pytest.approx([float(schedule(step)) for step, _ in seen], rel=1e-5)
+
+
+def test_progress_bar_counts_no_further_than_the_epochs_steps(small_mnist, tmp_path, capsys):
+    """Keras reports each multi-step call by its last step as if every call were full, so 18 steps
+    run 4 at a time showed "20/18" (keras-team/keras#20861)."""
+
+    class Slow(keras.callbacks.Callback):  # the bar redraws at most every 50 ms
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.06)
+
+    config = resolve_config(model="dense", epochs=1, batch_size=100, steps_per_execution=4, out=str(tmp_path))
+    train(config, dataset=small_mnist, callbacks=[Slow()])
+    counts = re.findall(r"(\d+)/18\b", capsys.readouterr().out)
+    assert "16" in counts and "18" in counts
+    assert max(int(count) for count in counts) == 18
 
 
 def test_augmented_training_saves_a_pure_inference_model(small_mnist, tmp_path):

@@ -211,6 +211,15 @@ class TrainingCurve(keras.callbacks.Callback):
         write_csv(self.folder / "steps.csv", self.rows)
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, its count held to the epoch's steps: Keras reports a multi-step call
+    by its last step as if every call were full, so 98 steps run 4 at a time showed "100/98"
+    (keras-team/keras#20861)."""
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(min(batch, self.target - 1) if self.target else batch, logs)
+
+
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """Keras's TerminateOnNaN, remembering where it stopped, so the run fails with one clear line."""
 
@@ -392,7 +401,8 @@ def _train(config, dataset, folder, progress, callbacks):
                                seconds_before)
     curve, divergence = TrainingCurve(folder, rows=finished_rows(folder / "steps.csv", done)), StopOnNaN()
     # The checkpoint's state last: it comes back whole.
-    callbacks = [*(epoch_callbacks(augmenter) if augmenter else ()), divergence, curve, checkpoint, *callbacks]
+    callbacks = [*(epoch_callbacks(augmenter) if augmenter else ()), divergence, curve, checkpoint, ProgressBar(),
+                 *callbacks]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss" if validation else "loss", patience=config.early_stopping,
