@@ -36,6 +36,19 @@ def test_accuracy_is_checked_four_times_an_epoch(steps_per_execution):
     assert tracker.seconds_to(1.01) is None
 
 
+def test_checks_are_placed_where_they_ran_when_calls_do_not_divide_the_epoch():
+    """Keras reports a multi-step call by its last step as if every call were full: 18 steps run 4
+    at a time ended at "step 20", so the checks there were recorded 1.111 and 2.111 epochs in where
+    they ran at 1.0 and 2.0, overstating the compute to a target reached there
+    (keras-team/keras#20861)."""
+    x = np.zeros((576, 8, 8), np.uint8)  # 576 / 32 = 18 steps an epoch, checked every 4
+    model = build_model("dense", (8, 8), 2)
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=4)
+    tracker = TimeToAccuracy(x[:64], np.zeros(64))
+    model.fit(x, np.zeros(576, np.uint8), batch_size=32, epochs=2, verbose=0, callbacks=[tracker])
+    assert [p[0] for p in tracker.points] == [0.222, 0.444, 0.667, 0.889, 1.222, 1.444, 1.667, 1.889, 2.0]
+
+
 def test_forward_flops_of_the_tutorial_cnn():
     # 2 x multiply-adds: conv 26*26*32*9 + conv 11*11*64*288 + dense 1600*128 + dense 128*10
     expected = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 1600 * 128 + 128 * 10)

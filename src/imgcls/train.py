@@ -179,6 +179,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         return {k: [row[k] for row in self.rows] for k in keys}
 
 
+def steps_done(batch, steps):
+    """Steps of the epoch done when Keras reports `batch` to a callback. With steps_per_execution > 1
+    Keras reports each call by its last step as if every call were full, so past the epoch's end
+    when the calls do not divide it (keras-team/keras#20861): 98 steps run 4 at a time end at 100."""
+    return min(batch + 1, steps) if steps else batch + 1
+
+
 class TrainingCurve(keras.callbacks.Callback):
     """Training loss and accuracy over each tenth of an epoch (steps.csv), so even a one-epoch run
     has a curve. Keras logs running means since the epoch began; differences of their running sums
@@ -192,10 +199,9 @@ class TrainingCurve(keras.callbacks.Callback):
         self.epoch, self.done, self.sums, self.next_point = epoch, 0, {}, 1
 
     def on_train_batch_end(self, batch, logs=None):
-        # With steps_per_execution > 1 Keras calls this once per execution, `batch` being its last
-        # step (counted past the epoch's end when the steps do not divide evenly).
+        # With steps_per_execution > 1 Keras calls this once per execution.
         steps = self.params["steps"]
-        done = min(batch + 1, steps)
+        done = steps_done(batch, steps)
         if done < self.next_point * steps / self.points_per_epoch and done < steps:
             return
         sums = {k: float(logs[k]) * done for k in ("loss", "accuracy") if k in (logs or {})}
@@ -212,12 +218,11 @@ class TrainingCurve(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar, its count held to the epoch's steps: Keras reports a multi-step call
-    by its last step as if every call were full, so 98 steps run 4 at a time showed "100/98"
-    (keras-team/keras#20861)."""
+    """Keras's progress bar, its count held to the epoch's steps (`steps_done`): Keras's own showed
+    "100/98" on CIFAR-10's epochs."""
 
     def _update_progbar(self, batch, logs=None):
-        super()._update_progbar(min(batch, self.target - 1) if self.target else batch, logs)
+        super()._update_progbar(steps_done(batch, self.target) - 1, logs)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

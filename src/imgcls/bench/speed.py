@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from imgcls.config import resolve_config
-from imgcls.train import train
+from imgcls.train import steps_done, train
 
 class TimeToAccuracy(keras.callbacks.Callback):
     """Checks test accuracy at fixed points, `checks_per_epoch` times an epoch, with the clock
@@ -35,8 +35,8 @@ class TimeToAccuracy(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        # With steps_per_execution > 1 Keras calls this once per execution, `batch` being its last step.
-        step = self.epoch * self.steps_per_epoch + batch + 1
+        # With steps_per_execution > 1 Keras calls this once per execution.
+        step = self.epoch * self.steps_per_epoch + steps_done(batch, self.steps_per_epoch)
         if step >= self.next_check:
             paused = time.perf_counter()
             probs = self.model.predict_on_batch(self.x_test)
