@@ -35,6 +35,19 @@ def test_round_trip_gives_identical_predictions_and_keeps_metadata(tmp_path, tra
     assert len(plain.evaluate(x, np.zeros(len(x)), verbose=0)) == 2  # loss and accuracy
 
 
+def test_a_keras_file_saved_after_an_h5_keeps_the_models_optimizer(tmp_path, trained):
+    """Keras's HDF5 writer took the optimizer out of the model's own compile config, so a .keras file
+    saved after an .h5 loaded with Keras's default RMSprop and dropped the optimizer's state."""
+    model, _ = trained
+    save_model(model, tmp_path / "model.h5", METADATA)
+    save_model(model, tmp_path / "model.keras", METADATA)
+    loaded = load_model(tmp_path / "model.keras")[0]
+    assert type(loaded.optimizer) is type(model.optimizer) is keras.optimizers.Adam
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    for kept, original in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(kept, original)
+
+
 def test_run_folder_resolves_to_its_model(tmp_path, trained):
     save_model(trained[0], tmp_path / "model.keras", METADATA)
     assert load_model(tmp_path)[2] == tmp_path / "model.keras"

@@ -5,6 +5,7 @@ The metadata (class names, dataset, preset) travels inside the model file itself
 self-describing, and plain Keras still loads it as usual (it ignores both).
 """
 
+import contextlib
 import json
 import zipfile
 from pathlib import Path
@@ -23,7 +24,7 @@ def save_model(model, path, metadata):
     """Write `model` to `path` (.keras or .h5) atomically, with `metadata` embedded."""
     path = Path(path)
     text = json.dumps(metadata)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _compile_config_kept(model):
         model.save(tmp)
         if path.suffix == ".keras":
             with zipfile.ZipFile(tmp, "a") as archive:
@@ -32,6 +33,20 @@ def save_model(model, path, metadata):
             with h5py.File(tmp, "a") as f:
                 f.attrs[METADATA_ENTRY] = text
     return path
+
+
+@contextlib.contextmanager
+def _compile_config_kept(model):
+    """Keras 3.15's HDF5 writer deletes the optimizer from the model's own compile config
+    (keras-team/keras#23475, merged after 3.15.1), so a .keras file saved after an .h5 loaded with
+    Keras's default RMSprop: put it back."""
+    config = getattr(getattr(model, "_compile_config", None), "config", None)
+    kept = dict(config) if isinstance(config, dict) else None
+    try:
+        yield
+    finally:
+        if kept is not None:
+            config.update(kept)
 
 
 def resolve_model_path(model_or_run):
