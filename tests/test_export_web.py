@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from scipy import ndimage
 
 import imgcls.export
 from imgcls.cli import main
@@ -222,6 +223,9 @@ def pictures(mnist):
     big = Image.open(io.BytesIO(capture_jpeg(mnist.x_test[4], np.random.default_rng(4)))).resize((1400, 1200))
     rows, cols = np.nonzero(mnist.x_test[3] > 30)  # a bold 0 cropped to its strokes: a uniform page
     tight = ImageOps.invert(Image.fromarray(mnist.x_test[3][rows.min():rows.max() + 1, cols.min():cols.max() + 1]))
+    bold = ndimage.grey_dilation(mnist.x_test[25], size=(3, 3))  # a marker 0, cropped tight, scanned soft:
+    rows, cols = np.nonzero(bold > 30)  # flat paper along the border only
+    soft = ImageOps.invert(Image.fromarray(bold[rows.min():rows.max() + 1, cols.min():cols.max() + 1]))
     table = np.asarray(ruled_page(mnist.x_test[6])).copy()
     for left in range(0, table.shape[1], 26):  # a broken table edge along the top
         table[:12, left:left + 20] = 50
@@ -232,6 +236,8 @@ def pictures(mnist):
             "blank.png": encoded(Image.new("L", (90, 120), 200)),
             "as the dataset draws it.png": encoded(Image.fromarray(mnist.x_test[7])),  # light on black, 28x28
             "tight crop.png": encoded(tight.resize((tight.width * 4, tight.height * 4), Image.Resampling.BICUBIC)),
+            "soft bold crop.png": encoded(soft.resize((soft.width * 4, soft.height * 4), Image.Resampling.BICUBIC)
+                                          .filter(ImageFilter.GaussianBlur(1.5))),
             "table edge.png": encoded(Image.fromarray(table)),
             # thin dark ink, unevenly lit: the median rule cannot tell the polarity, the flattened ink can
             "thin ink photo.png": encoded(Image.open(io.BytesIO(

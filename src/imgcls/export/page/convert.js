@@ -336,11 +336,13 @@ const imgclsConvert = (() => {
     const { width, height, data } = grey;
     if (maximum(data) - data.reduce((a, b) => (b < a ? b : a)) < MIN_CONTRAST) return null;
     const otsu = thresholdOtsu(data);
-    const darkInk = median32(border(data, width, height)) > otsu;
-    const paper = data.filter((v) => (darkInk ? v > otsu : v <= otsu));
-    const strokes = data.filter((v) => (darkInk ? v <= otsu : v > otsu));
+    const edges = border(data, width, height);
+    const darkInk = median32(edges) > otsu;
+    const onPaper = (v) => (darkInk ? v > otsu : v <= otsu);
+    const paper = data.filter(onPaper);
+    const strokes = data.filter((v) => !onPaper(v));
     const level = median32(paper);
-    const spread = f32(f32(1.4826) * median32(paper.map((v) => Math.abs(f32(v - level)))));
+    const spread = Math.min(robustSigma(paper), robustSigma(edges.filter(onPaper)));
     if (spread >= f32(f32(UNIFORM) * Math.abs(f32(level - median32(strokes))))) return null;
     const raw = data.map((v) => Math.max(0, f32(darkInk ? level - v : v - level)));
     const scale = f32(255 / maximum(raw));
@@ -391,11 +393,14 @@ const imgclsConvert = (() => {
     if (maximum(data) < Math.max(MIN_CONTRAST, SNR * noise)) return null;
     const otsu = thresholdOtsu(data);
     const paper = data.filter((v) => v <= otsu);
-    const level = median32(paper);
-    const spread = f32(f32(1.4826) * median32(paper.map((v) => Math.abs(f32(v - level)))));
     const candidates = [otsu, f32(f32(0.2) * percentile(data, 99.9)), 3 * noise,
-                        f32(level + f32(PAPER_SPREAD * spread))];
+                        f32(median32(paper) + f32(PAPER_SPREAD * robustSigma(paper)))];
     return candidates.reduce((a, b) => (b > a ? b : a)); // Python's max keeps the first of equals
+  }
+
+  function robustSigma(values) { // _robust_sigma
+    const level = median32(values);
+    return f32(f32(1.4826) * median32(values.map((v) => Math.abs(f32(v - level)))));
   }
 
   function degrees(from, to, step) { // np.deg2rad(np.arange(from, to, step))
