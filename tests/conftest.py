@@ -63,6 +63,16 @@ def shapes_folder(tmp_path_factory):
     return root
 
 
+def in_a_box(picture, top, left, bottom, right, width=3):
+    """`picture` with a printed box drawn in dark ink (a form's field, a worksheet's square), its
+    sides maybe beyond the picture."""
+    pad = 50
+    box = np.zeros((picture.shape[0] + 2 * pad, picture.shape[1] + 2 * pad), bool)
+    box[pad + top:pad + bottom, pad + left:pad + right] = True
+    box[pad + top + width:pad + bottom - width, pad + left + width:pad + right - width] = False
+    return np.where(box[pad:-pad, pad:-pad], picture * 0.35, picture).astype(np.uint8)
+
+
 def serve_in_thread(app):
     """Serve an ASGI app for real on a free loopback port, in a thread: yields its URL, then stops it."""
     sock = socket.socket()

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from imgcls.digits import find_ink, to_mnist
 from imgcls.robustness.capture import compose, photograph
+from conftest import in_a_box
 
 DIGITS = range(10)  # the first ten MNIST test digits: 7 2 1 0 4 1 4 9 5 9
 
@@ -110,6 +111,28 @@ def test_marker_thick_strokes(digits):
     thick = ndimage.grey_dilation(digits[3], size=(3, 3))  # a 0 drawn with a marker
     picture = on_paper(thick, np.random.default_rng(3))
     frame = to_mnist(picture)
+    assert correlation(frame, to_mnist(digits[3])) > 0.75
+
+
+@pytest.mark.parametrize("gradient", [0.0, 0.5])  # a scan, a photo
+@pytest.mark.parametrize("index", [0, 3, 7])
+def test_digit_in_a_printed_box(digits, index, gradient):
+    """The box is the biggest ink at the centre of the picture, and was taken for the digit."""
+    picture = on_paper(digits[index], np.random.default_rng(index), gradient=gradient)
+    assert_recovers(in_a_box(picture, 30, 50, 192, 212), digits[index])
+
+
+@pytest.mark.parametrize("box", [(40, -10, 180, 190), (-10, 60, 170, 300)])  # one side, two sides beyond
+def test_digit_in_a_box_cut_by_the_picture(digits, box):
+    picture = on_paper(digits[0], np.random.default_rng(0), gradient=0.5)
+    assert_recovers(in_a_box(picture, *box), digits[0])
+
+
+def test_digit_touching_its_box(digits):
+    """The digit's strokes run into the box: the box goes, and the digit loses only their ends."""
+    picture = in_a_box(on_paper(digits[3], np.random.default_rng(3)), 62, 80, 160, 182)  # a 0 touching all four sides
+    frame = to_mnist(picture)
+    assert 19 <= long_side(frame) <= 21
     assert correlation(frame, to_mnist(digits[3])) > 0.75
 
 

@@ -27,7 +27,7 @@ from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
 from imgcls.saving import load_model, save_model
 from imgcls.views import tta_views
-from conftest import press_stroke, run_on_first
+from conftest import in_a_box, press_stroke, run_on_first
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -227,6 +227,10 @@ def pictures(mnist):
     rows, cols = np.nonzero(bold > 30)  # flat paper along the border only
     soft = ImageOps.invert(Image.fromarray(bold[rows.min():rows.max() + 1, cols.min():cols.max() + 1]))
     table = np.asarray(ruled_page(mnist.x_test[6])).copy()
+    scan = Image.new("L", (200, 200), 235)  # a form's box around the digit, on a scan and on a photo
+    scan.paste(0, (40, 35), Image.fromarray(mnist.x_test[8]).resize((120, 120), Image.Resampling.BILINEAR))
+    scan = np.asarray(scan, np.float32)
+    photo = np.asarray(Image.open(io.BytesIO(capture_jpeg(mnist.x_test[9], np.random.default_rng(14)))).convert("L"))
     for left in range(0, table.shape[1], 26):  # a broken table edge along the top
         table[:12, left:left + 20] = 50
     return {**{f"photo {i}.jpg": capture_jpeg(mnist.x_test[10 + i], np.random.default_rng([7, i])) for i in range(6)},
@@ -239,6 +243,8 @@ def pictures(mnist):
             "soft bold crop.png": encoded(soft.resize((soft.width * 4, soft.height * 4), Image.Resampling.BICUBIC)
                                           .filter(ImageFilter.GaussianBlur(1.5))),
             "table edge.png": encoded(Image.fromarray(table)),
+            "boxed scan.png": encoded(Image.fromarray(in_a_box(scan, 15, 20, 185, 180))),
+            "boxed photo.png": encoded(Image.fromarray(in_a_box(photo, 35, -20, 240, 265))),  # its left beyond the picture
             # thin dark ink, unevenly lit: the median rule cannot tell the polarity, the flattened ink can
             "thin ink photo.png": encoded(Image.open(io.BytesIO(
                 capture_jpeg(mnist.x_test[3152], np.random.default_rng([7, 3152]))))),

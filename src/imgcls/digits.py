@@ -44,6 +44,12 @@ capture / own / scikit-learn):
   touching one side and within 12% of the frame from it (a table edge broken up by its texture,
   each piece too short for the strip rule: +0.15 on captures with the default model), and the
   faint-stroke growth below does not reach back into what was left out;
+- printed boxes (a form's field, a worksheet's square): ink running along all four sides of its
+  bounding box, or along those inside the picture, with ink inside it, loses those sides. Measured
+  with the default model over seeds 0-2 (2026-12-08): 500 MNIST test digits in a box on a scan
+  65.1% -> 98.9% (without the box: 99.2%), 500 phone photos of digits in a box (capture's
+  simulator, the box touching the digit or cut by the frame at times) 70.5% -> 91.6% (97.8%
+  without it); captures, scikit-learn's digits, USPS's and the hand fonts unchanged;
 - faint stroke ends: kept strokes grow into neighbouring pixels above half the threshold (-0.1 /
   +0.1 / +5.1);
 - stroke width moved toward MNIST's by a grey dilation or erosion when more than 10% off
@@ -73,6 +79,9 @@ THIN = 0.06  # a component spanning 70% of the frame with less area than this x 
 HUG = 0.3, 0.35  # touching one side along 30% of it and at most 35% as deep as long: a page edge
 EDGE = 0.12  # and so is a component touching one side and no deeper than this share of the frame:
 #             a broken-up table or page edge (each piece too small for HUG)
+BOX = 0.2, 0.06, 0.9  # a printed box around the digit spans this share of the frame both ways, and
+#                     its ink lies within this share of its size from each side of its bounding box
+#                     along this share of each side (a 0's ellipse: under half)
 UNIFORM = 0.04  # a page whose paper varies less than this share of the ink's contrast is uniform
 CLEAN_INK = 51  # on a uniform page, ink is what is 20% of the way from paper to the darkest stroke
 SPECK = 0.05  # components smaller than this share of the digit's main component are noise
@@ -256,6 +265,7 @@ def _straight_lines(mask, theta, extent):
 def _digit(mask):
     """The digit's connected strokes: the biggest component near the centre that is not a line or
     a strip along the frame, and the components near it that are not specks."""
+    mask = _without_boxes(mask)
     labels, count = ndimage.label(mask, np.ones((3, 3)))
     if count <= 1:
         return mask
@@ -298,6 +308,36 @@ def _digit(mask):
                 top, bottom = min(top, rows.start), max(bottom, rows.stop)
                 left, right = min(left, cols.start), max(right, cols.stop)
     return keep[labels]
+
+
+def _without_boxes(mask):
+    """The mask less any printed box drawn around the digit (a form's field, a worksheet's square):
+    the biggest ink at the centre, it was taken for the digit. Each side of the box is found, or
+    lies beyond the picture (a crop through the box), and two are found inside the picture: a tight
+    crop of a digit has no full straight sides away from the frame. A box with no ink inside may be
+    a squarish 0, and stays. Its sides go to twice
+    the depth that found them (a line's width, a few degrees' turn), and a digit touching them
+    loses its strokes' ends there."""
+    span, band, along = BOX
+    labels, count = ndimage.label(mask, np.ones((3, 3)))
+    height, width = mask.shape
+    kept = mask.copy()
+    for index, (rows, cols) in enumerate(ndimage.find_objects(labels), 1):
+        part = labels[rows, cols] == index
+        tall, wide = part.shape
+        if tall < span * height or wide < span * width:
+            continue
+        side = max(2, round(band * max(tall, wide)))
+        found = [share >= along for share in (part[:side].any(0).mean(), part[-side:].any(0).mean(),
+                                              part[:, :side].any(1).mean(), part[:, -side:].any(1).mean())]
+        beyond = (rows.start == 0, rows.stop == height, cols.start == 0, cols.stop == width)
+        ring = np.ones_like(part)
+        ring[2 * side:-2 * side, 2 * side:-2 * side] = False
+        inside = [seen and not cut for seen, cut in zip(found, beyond)]
+        if (sum(inside) >= 2 and all(seen or cut for seen, cut in zip(found, beyond))
+                and (mask[rows, cols] & ~ring).any()):
+            kept[rows, cols] &= ~(part & ring)
+    return kept
 
 
 def _tone(ink, mask):

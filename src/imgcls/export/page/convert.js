@@ -14,7 +14,7 @@ const imgclsConvert = (() => {
   const WORKING_SIZE = 1024, WORK = 160, OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
   const PAPER_SPREAD = 5, LINE_SPAN = 0.6, LINE_THICKNESS = 0.04, THIN = 0.06, HUG = [0.3, 0.35];
   const SPECK = 0.05, GAP = 0.3, GROW = 0.1, MNIST_STROKE = 2.3, STROKE_BAND = [0.9, 1.1];
-  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51, POLARITY_MARGIN = 0.15;
+  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51, POLARITY_MARGIN = 0.15, BOX = [0.2, 0.06, 0.9];
 
   // ---- numbers as Python, numpy and Pillow make them ----
 
@@ -471,6 +471,7 @@ const imgclsConvert = (() => {
   }
 
   function digit(mask, width, height) { // _digit: the digit's components
+    mask = withoutBoxes(mask, width, height);
     const [labels, count] = label(mask, width, height);
     if (count <= 1) return mask;
     const area = new Float64Array(count), sumY = new Float64Array(count), sumX = new Float64Array(count);
@@ -535,6 +536,53 @@ const imgclsConvert = (() => {
       }
     }
     return Uint8Array.from(labels, (x) => keep[x]);
+  }
+
+  function withoutBoxes(mask, width, height) { // _without_boxes
+    const [span, band, along] = BOX;
+    const [labels, count] = label(mask, width, height);
+    const top = new Int32Array(count).fill(height), bottom = new Int32Array(count);
+    const left = new Int32Array(count).fill(width), right = new Int32Array(count);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const l = labels[y * width + x] - 1;
+        if (l < 0) continue;
+        top[l] = Math.min(top[l], y); bottom[l] = Math.max(bottom[l], y + 1);
+        left[l] = Math.min(left[l], x); right[l] = Math.max(right[l], x + 1);
+      }
+    }
+    const kept = Uint8Array.from(mask);
+    for (let i = 0; i < count; i++) {
+      const tall = bottom[i] - top[i], wide = right[i] - left[i];
+      if (tall < span * height || wide < span * width) continue;
+      const side = Math.max(2, pyRound(band * Math.max(tall, wide)));
+      const ring = (y, x) => !(y >= 2 * side && y < tall - 2 * side && x >= 2 * side && x < wide - 2 * side);
+      const covered = [new Uint8Array(wide), new Uint8Array(wide), new Uint8Array(tall), new Uint8Array(tall)];
+      let inside = false;
+      for (let y = 0; y < tall; y++) {
+        for (let x = 0; x < wide; x++) {
+          const at = (top[i] + y) * width + left[i] + x;
+          if (labels[at] === i + 1) {
+            if (y < side) covered[0][x] = 1;
+            if (y >= tall - side) covered[1][x] = 1;
+            if (x < side) covered[2][y] = 1;
+            if (x >= wide - side) covered[3][y] = 1;
+          }
+          if (mask[at] && !ring(y, x)) inside = true;
+        }
+      }
+      const found = covered.map((hits) => hits.reduce((a, b) => a + b, 0) / hits.length >= along);
+      const beyond = [top[i] === 0, bottom[i] === height, left[i] === 0, right[i] === width];
+      const within = found.filter((seen, k) => seen && !beyond[k]).length;
+      if (!inside || within < 2 || found.some((seen, k) => !seen && !beyond[k])) continue;
+      for (let y = 0; y < tall; y++) {
+        for (let x = 0; x < wide; x++) {
+          const at = (top[i] + y) * width + left[i] + x;
+          if (labels[at] === i + 1 && ring(y, x)) kept[at] = 0;
+        }
+      }
+    }
+    return kept;
   }
 
   function tone(ink, mask, width, height) { // _tone
