@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from scipy import ndimage
 
 from imgcls.config import resolve_config
 from imgcls.data import Dataset, load_dataset
@@ -71,6 +72,17 @@ def in_a_box(picture, top, left, bottom, right, width=3):
     box[pad + top:pad + bottom, pad + left:pad + right] = True
     box[pad + top + width:pad + bottom - width, pad + left + width:pad + right - width] = False
     return np.where(box[pad:-pad, pad:-pad], picture * 0.35, picture).astype(np.uint8)
+
+
+def overexposed_pencil(digit, rng, brightest, fall, axis):
+    """`digit` in grainy pencil on paper (220x260) lit from one side so brightly that part of the
+    page clips to white: `brightest` times the paper's level there, `fall` less at the other side."""
+    ink = np.zeros((220, 260), np.float32)
+    ink[50:170, 70:190] = np.asarray(Image.fromarray(digit).resize((120, 120), Image.Resampling.BICUBIC)) / 255
+    lit = brightest - fall * np.mgrid[0:220, 0:260][axis] / ink.shape[axis]
+    page = (225 - 50 * ink * np.clip(rng.normal(0.75, 0.3, ink.shape), 0, 1)) * lit
+    page = ndimage.gaussian_filter(page, 0.8) + rng.normal(0, 3, ink.shape)
+    return np.clip(page, 0, 255).astype(np.uint8)
 
 
 def serve_in_thread(app):

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from imgcls.digits import find_ink, to_mnist
 from imgcls.robustness.capture import compose, photograph
-from conftest import in_a_box
+from conftest import in_a_box, overexposed_pencil
 
 DIGITS = range(10)  # the first ten MNIST test digits: 7 2 1 0 4 1 4 9 5 9
 
@@ -203,6 +203,14 @@ def test_soft_scans_of_bold_digits_cropped_tight(mnist):
         scan = crop.resize((crop.width * 4, crop.height * 4), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(1.5))
         scores.append(correlation(to_mnist(np.asarray(scan)), to_mnist(bold)))
     assert np.median(scores) > 0.95 and np.mean(np.array(scores) < 0.8) <= 0.05
+
+
+@pytest.mark.parametrize("light", [(1.3, 0.6, 1), (1.25, 0.5, 0)])  # brightest left, brightest at the top
+@pytest.mark.parametrize("index", [0, 3, 7])
+def test_faint_pencil_on_a_page_partly_clipped_to_white(digits, index, light):
+    """An overexposed photo: the light clips part of the page to white, which hid the rest's
+    gradient from the median deviation, so the page was read as a scan and the gradient as ink."""
+    assert_recovers(overexposed_pencil(digits[index], np.random.default_rng(index), *light), digits[index])
 
 
 def test_broken_table_edge_is_not_part_of_the_digit(digits):

@@ -27,7 +27,7 @@ from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
 from imgcls.saving import load_model, save_model
 from imgcls.views import tta_views
-from conftest import in_a_box, press_stroke, run_on_first
+from conftest import in_a_box, overexposed_pencil, press_stroke, run_on_first
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -244,6 +244,8 @@ def pictures(mnist):
                                           .filter(ImageFilter.GaussianBlur(1.5))),
             "table edge.png": encoded(Image.fromarray(table)),
             "boxed scan.png": encoded(Image.fromarray(in_a_box(scan, 15, 20, 185, 180))),
+            "overexposed pencil.png": encoded(Image.fromarray(
+                overexposed_pencil(mnist.x_test[3], np.random.default_rng(3), 1.3, 0.6, 1))),
             "boxed photo.png": encoded(Image.fromarray(in_a_box(photo, 35, -20, 240, 265))),  # its left beyond the picture
             # thin dark ink, unevenly lit: the median rule cannot tell the polarity, the flattened ink can
             "thin ink photo.png": encoded(Image.open(io.BytesIO(

@@ -14,7 +14,8 @@ const imgclsConvert = (() => {
   const WORKING_SIZE = 1024, WORK = 160, OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
   const PAPER_SPREAD = 5, LINE_SPAN = 0.6, LINE_THICKNESS = 0.04, THIN = 0.06, HUG = [0.3, 0.35];
   const SPECK = 0.05, GAP = 0.3, GROW = 0.1, MNIST_STROKE = 2.3, STROKE_BAND = [0.9, 1.1];
-  const EDGE = 0.12, UNIFORM = 0.04, CLEAN_INK = 51, POLARITY_MARGIN = 0.15, BOX = [0.2, 0.06, 0.9];
+  const EDGE = 0.12, UNIFORM = 0.04, NEAR = 0.08, FAR = 0.05, CLEAN_INK = 51, POLARITY_MARGIN = 0.15;
+  const BOX = [0.2, 0.06, 0.9];
 
   // ---- numbers as Python, numpy and Pillow make them ----
 
@@ -336,13 +337,15 @@ const imgclsConvert = (() => {
     const { width, height, data } = grey;
     if (maximum(data) - data.reduce((a, b) => (b < a ? b : a)) < MIN_CONTRAST) return null;
     const otsu = thresholdOtsu(data);
-    const edges = border(data, width, height);
-    const darkInk = median32(edges) > otsu;
-    const onPaper = (v) => (darkInk ? v > otsu : v <= otsu);
-    const paper = data.filter(onPaper);
-    const strokes = data.filter((v) => !onPaper(v));
+    const darkInk = median32(border(data, width, height)) > otsu;
+    const onPaper = Uint8Array.from(data, (v) => (darkInk ? v > otsu : v <= otsu));
+    const paper = data.filter((_, i) => onPaper[i]), strokes = data.filter((_, i) => !onPaper[i]);
     const level = median32(paper);
-    const spread = Math.min(robustSigma(paper), robustSigma(edges.filter(onPaper)));
+    const reach = Math.max(1, pyRound(NEAR * Math.max(width, height)));
+    const distance = distanceTransform(onPaper, width, height);
+    const far = data.filter((_, i) => distance[i] > reach);
+    const sample = far.length >= FAR * data.length ? far : paper;
+    const spread = f32(f32(percentile(sample, 90) - percentile(sample, 10)) / f32(2.563));
     if (spread >= f32(f32(UNIFORM) * Math.abs(f32(level - median32(strokes))))) return null;
     const raw = data.map((v) => Math.max(0, f32(darkInk ? level - v : v - level)));
     const scale = f32(255 / maximum(raw));
