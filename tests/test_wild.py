@@ -2,17 +2,21 @@
 summary line is what scripts read. (Its figures are reported by `imgcls bench --only wild`, never
 asserted here.)"""
 
+import io
 import shutil
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
-from imgcls.bench.wild import accuracy_on_files, captured_folder, hand_fonts_folder, wild_line, writers_folder
+from imgcls.bench.wild import (accuracy_on_files, captured_folder, hand_fonts_folder, pages_folder, wild_line,
+                               writers_folder)
 from imgcls.models import build_model
 from imgcls.predict import predict_files
-from imgcls.robustness.capture import write_captured_set
+from imgcls.robustness.capture import compose, photograph, write_captured_set
+from imgcls.robustness.pages import bold, boxed, pencil
 from imgcls.robustness.handfonts import ANGLES, PACKAGES, write_font_digits
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a font every install has
@@ -54,9 +58,38 @@ def test_a_changed_simulator_makes_a_new_captured_set(mnist, tmp_path, monkeypat
 
 def test_summary_line():
     row = {"clean": 0.99312, "mnist_c_mean": 0.9512, "captured": 0.972, "drawn": None, "writers": 0.96,
-           "fonts": 0.99111, "mnist_c": {}}
+           "fonts": 0.99111, "pages": 0.93, "mnist_c": {}, "pages_kinds": {}}
     assert wild_line({"measured": "default", "rows": {"seed": {**row, "clean": 0.5}, "default": row}}) == \
-        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none writers=0.9600 fonts=0.9911"
+        "wild clean=0.9931 mnist_c_mean=0.9512 captured=0.9720 drawn=none writers=0.9600 fonts=0.9911 pages=0.9300"
+
+
+def test_the_hard_pages_are_each_kind_of_each_digit_made_once(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
+    folder = pages_folder(mnist.x_test, mnist.y_test, first=0, count=4)
+    for kind, suffix in (("boxed", "jpg"), ("pencil", "jpg"), ("bold", "png")):
+        files = sorted((folder / kind).rglob("*.*"), key=lambda p: int(p.stem))
+        assert [p.name for p in files] == [f"{i}.{suffix}" for i in range(4)]
+        assert [int(p.parent.name) for p in files] == list(mnist.y_test[:4])
+    stamp = {p: p.stat().st_mtime_ns for p in folder.rglob("*.*")}
+    assert pages_folder(mnist.x_test, mnist.y_test, first=0, count=4) == folder
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.*")} == stamp  # read, not made again
+
+
+def test_hard_pages_show_what_they_say(mnist):
+    """The box is ink well away from the digit; the pencil page clips to white in part; the bold
+    scan is dark ink on white, cropped to the strokes."""
+    digit = mnist.x_test[0]
+    scene = compose(digit, np.random.default_rng(5))  # the page boxed() draws its box on
+    boxed_page, plain = (np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.float32)
+                         for data in (boxed(digit, np.random.default_rng(5)), photograph(scene, np.random.default_rng(5))))
+    lines = (boxed_page < plain - 40) & (ndimage.distance_transform_edt(scene.ink < 0.05) > 3)  # new ink off the digit
+    rows, cols = np.nonzero(lines)
+    assert lines.sum() > 2 * max(np.ptp(rows), np.ptp(cols))  # at least two sides' worth of line
+    pencils = [np.asarray(Image.open(io.BytesIO(pencil(digit, np.random.default_rng(i)))).convert("L")) for i in range(8)]
+    assert any((page >= 250).mean() > 0.1 for page in pencils) and all(page.min() < 200 for page in pencils)
+    scan = np.asarray(Image.open(io.BytesIO(bold(digit, np.random.default_rng(5)))).convert("L"))
+    assert scan.max() >= 250 and scan.min() < 60
+    assert min(scan[:2].min(), scan[-2:].min(), scan[:, :2].min(), scan[:, -2:].min()) < 128  # ink on every side
 
 
 def test_the_writers_set_is_every_uci_digit_as_a_scan(tmp_path, monkeypatch):

@@ -473,10 +473,8 @@ const imgclsConvert = (() => {
     return [kept, image(width, height, 1, data)];
   }
 
-  function digit(mask, width, height) { // _digit: the digit's components
-    mask = withoutBoxes(mask, width, height);
-    const [labels, count] = label(mask, width, height);
-    if (count <= 1) return mask;
+  function components(labels, count, width, height) {
+    // each label's area, coordinate sums and bounding box (ndimage.sum_labels, find_objects)
     const area = new Float64Array(count), sumY = new Float64Array(count), sumX = new Float64Array(count);
     const top = new Int32Array(count).fill(height), bottom = new Int32Array(count);
     const left = new Int32Array(count).fill(width), right = new Int32Array(count);
@@ -489,6 +487,14 @@ const imgclsConvert = (() => {
         left[l] = Math.min(left[l], x); right[l] = Math.max(right[l], x + 1);
       }
     }
+    return { area, sumY, sumX, top, bottom, left, right };
+  }
+
+  function digit(mask, width, height) { // _digit: the digit's components
+    mask = withoutBoxes(mask, width, height);
+    const [labels, count] = label(mask, width, height);
+    if (count <= 1) return mask;
+    const { area, sumY, sumX, top, bottom, left, right } = components(labels, count, width, height);
     const notDigit = new Uint8Array(count);
     const contact = (pick, length) => {
       const hits = new Float64Array(count);
@@ -544,16 +550,7 @@ const imgclsConvert = (() => {
   function withoutBoxes(mask, width, height) { // _without_boxes
     const [span, band, along] = BOX;
     const [labels, count] = label(mask, width, height);
-    const top = new Int32Array(count).fill(height), bottom = new Int32Array(count);
-    const left = new Int32Array(count).fill(width), right = new Int32Array(count);
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const l = labels[y * width + x] - 1;
-        if (l < 0) continue;
-        top[l] = Math.min(top[l], y); bottom[l] = Math.max(bottom[l], y + 1);
-        left[l] = Math.min(left[l], x); right[l] = Math.max(right[l], x + 1);
-      }
-    }
+    const { top, bottom, left, right } = components(labels, count, width, height);
     const kept = Uint8Array.from(mask);
     for (let i = 0; i < count; i++) {
       const tall = bottom[i] - top[i], wide = right[i] - left[i];
