@@ -320,11 +320,10 @@ def _without_boxes(mask):
     the biggest ink at the centre, it was taken for the digit. Each side of the box is found, or
     lies beyond the picture (a crop through the box), and two are found inside the picture: a tight
     crop of a digit has no full straight sides away from the frame. A box with no ink inside may be
-    a squarish 0, and stays. Its sides go to twice
-    the depth that found them (a line's width, a few degrees' turn), and a digit touching them
-    loses its strokes' ends there."""
+    a squarish 0, and stays. Its sides go to twice the depth that found them (a line's width, a few
+    degrees' turn), and a digit touching them loses its strokes' ends there."""
     span, band, along = BOX
-    labels, count = ndimage.label(mask, np.ones((3, 3)))
+    labels, _ = ndimage.label(mask, np.ones((3, 3)))
     height, width = mask.shape
     kept = mask.copy()
     for index, (rows, cols) in enumerate(ndimage.find_objects(labels), 1):
