@@ -8,6 +8,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from imgcls.digits import find_ink, to_mnist
+from imgcls.robustness import capture
 from imgcls.robustness.capture import compose, photograph
 from conftest import in_a_box, overexposed_pencil
 
@@ -134,6 +135,17 @@ def test_digit_touching_its_box(digits):
     frame = to_mnist(picture)
     assert 19 <= long_side(frame) <= 21
     assert correlation(frame, to_mnist(digits[3])) > 0.75
+
+
+@pytest.mark.parametrize("index", [6020, 6057, 6090])
+def test_a_small_digit_on_a_photo_of_the_whole_page(mnist, monkeypatch, index):
+    """The digit a tenth to a quarter of a large photo's short side is a blur of a few pixels of pen
+    at the working size: it is found there, then read from the full picture around it."""
+    monkeypatch.setattr(capture, "SPAN", (0.1, 0.25))
+    monkeypatch.setattr(capture, "FRAME_PX", (300, 1200))
+    rng = np.random.default_rng([61, index])
+    photo = Image.open(io.BytesIO(photograph(compose(mnist.x_test[index], rng), rng))).convert("L")
+    assert_recovers(np.asarray(photo), mnist.x_test[index])
 
 
 def test_table_edge_beyond_the_paper(digits):

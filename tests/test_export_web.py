@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from imgcls.data import cache_dir
 from imgcls.errors import ImgclsError
 from imgcls.export import web
 from imgcls.images import open_image, to_model_input
+from imgcls.robustness import capture
 from imgcls.robustness.capture import capture_jpeg
 from imgcls.robustness.drawn import BROWSER_ARGS, CHROMIUM, render_strokes, strokes_for
 from imgcls.saving import load_model, save_model
@@ -231,6 +233,8 @@ def pictures(mnist):
     scan.paste(0, (40, 35), Image.fromarray(mnist.x_test[8]).resize((120, 120), Image.Resampling.BILINEAR))
     scan = np.asarray(scan, np.float32)
     photo = np.asarray(Image.open(io.BytesIO(capture_jpeg(mnist.x_test[9], np.random.default_rng(14)))).convert("L"))
+    with mock.patch.multiple(capture, SPAN=(0.1, 0.25), FRAME_PX=(300, 1200)):  # a small digit on a whole page
+        whole_page = Image.open(io.BytesIO(capture_jpeg(mnist.x_test[6090], np.random.default_rng([61, 6090]))))
     for left in range(0, table.shape[1], 26):  # a broken table edge along the top
         table[:12, left:left + 20] = 50
     return {**{f"photo {i}.jpg": capture_jpeg(mnist.x_test[10 + i], np.random.default_rng([7, i])) for i in range(6)},
@@ -243,6 +247,7 @@ def pictures(mnist):
             "soft bold crop.png": encoded(soft.resize((soft.width * 4, soft.height * 4), Image.Resampling.BICUBIC)
                                           .filter(ImageFilter.GaussianBlur(1.5))),
             "table edge.png": encoded(Image.fromarray(table)),
+            "small on a whole page.png": encoded(whole_page.convert("L")),
             "boxed scan.png": encoded(Image.fromarray(in_a_box(scan, 15, 20, 185, 180))),
             "overexposed pencil.png": encoded(Image.fromarray(
                 overexposed_pencil(mnist.x_test[3], np.random.default_rng(3), 1.3, 0.6, 1))),

@@ -67,6 +67,8 @@ from skimage.filters import threshold_otsu
 from skimage.transform import hough_line
 
 WORK = 160  # pixels on the long side: the digit ends up 20 px tall; 256 read no better and is slower
+ZOOM = 0.5, 0.25  # a digit under this share of the working picture's long side is found again in a
+#                  crop of the full picture around it, with this share of its size as margin
 OPENING = 0.25  # the background's smallest feature, as a share of the picture's short side
 POLARITY_MARGIN = 0.15  # below this share of the range, the median rule cannot tell dark ink from light
 MIN_CONTRAST = 16  # grey levels: less ink contrast than this is a blank picture
@@ -99,7 +101,24 @@ def to_mnist(grey, shape=(28, 28)):
     ink, mask = find_ink(grey)
     if not mask.any():
         return np.zeros(shape, np.uint8)
+    ink, mask = _closer(grey, mask) or (ink, mask)
     return _place(ink / 255, mask, shape)
+
+
+def _closer(grey, mask):
+    """(ink, mask) found again in a crop of the full picture around a digit that is small in it (a
+    photo of a whole page): at the working size such a digit is a blur of a few pixels. None when
+    the digit is not small, the picture no larger than the working size, or the crop holds none."""
+    grey = np.squeeze(np.asarray(grey))
+    left, top, right, bottom = Image.fromarray(mask.astype(np.uint8)).getbbox()
+    size = max(bottom - top, right - left)
+    if grey.shape == mask.shape or size >= ZOOM[0] * max(mask.shape):
+        return None
+    pad, scale_y, scale_x = ZOOM[1] * size, grey.shape[0] / mask.shape[0], grey.shape[1] / mask.shape[1]
+    crop = grey[int(max(0, (top - pad) * scale_y)):int(min(grey.shape[0], (bottom + pad) * scale_y)),
+                int(max(0, (left - pad) * scale_x)):int(min(grey.shape[1], (right + pad) * scale_x))]
+    ink, mask = find_ink(crop)
+    return (ink, mask) if mask.any() else None
 
 
 def find_ink(grey):

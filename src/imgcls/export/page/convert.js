@@ -11,7 +11,7 @@
 
 const imgclsConvert = (() => {
   const f32 = Math.fround;
-  const WORKING_SIZE = 1024, WORK = 160, OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
+  const WORKING_SIZE = 1024, WORK = 160, ZOOM = [0.5, 0.25], OPENING = 0.25, MIN_CONTRAST = 16, SNR = 8, MIN_DIGIT = 0.04;
   const PAPER_SPREAD = 5, LINE_SPAN = 0.6, LINE_THICKNESS = 0.04, THIN = 0.06, HUG = [0.3, 0.35];
   const SPECK = 0.05, GAP = 0.3, GROW = 0.1, MNIST_STROKE = 2.3, STROKE_BAND = [0.9, 1.1];
   const EDGE = 0.12, UNIFORM = 0.04, NEAR = 0.08, FAR = 0.05, CLEAN_INK = 51, POLARITY_MARGIN = 0.15;
@@ -674,8 +674,27 @@ const imgclsConvert = (() => {
   function toMnist(grey, outH, outW) { // to_mnist
     const found = findInk(grey);
     if (!found) return new Uint8Array(outH * outW);
-    const [ink, mask] = found;
+    const [ink, mask] = closer(grey, found) || found;
     return place(image(ink.width, ink.height, 1, ink.data.map((v) => f32(v / 255))), mask, outH, outW);
+  }
+
+  function closer(grey, [ink, mask]) { // _closer: [ink, mask] from a crop around a small digit, or null
+    const { width, height } = ink;
+    const [left, top, right, bottom] = bbox(mask, width, height);
+    const size = Math.max(bottom - top, right - left);
+    const whole = grey.width === width && grey.height === height;
+    if (whole || size >= ZOOM[0] * Math.max(width, height)) return null;
+    const pad = ZOOM[1] * size, scaleY = grey.height / height, scaleX = grey.width / width;
+    const y0 = Math.trunc(Math.max(0, (top - pad) * scaleY));
+    const y1 = Math.trunc(Math.min(grey.height, (bottom + pad) * scaleY));
+    const x0 = Math.trunc(Math.max(0, (left - pad) * scaleX));
+    const x1 = Math.trunc(Math.min(grey.width, (right + pad) * scaleX));
+    const crop = new grey.data.constructor((y1 - y0) * (x1 - x0));
+    for (let y = y0; y < y1; y++) {
+      crop.set(grey.data.subarray(y * grey.width + x0, y * grey.width + x1), (y - y0) * (x1 - x0));
+    }
+    const found = findInk(image(x1 - x0, y1 - y0, 1, crop));
+    return found && found[1].some((m) => m) ? found : null;
   }
 
   // ---- imgcls.images ----
