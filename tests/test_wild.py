@@ -16,8 +16,8 @@ from imgcls.bench.wild import (accuracy_on_files, captured_folder, hand_fonts_fo
 from imgcls.models import build_model
 from imgcls.predict import predict_files
 from imgcls.robustness.capture import compose, photograph, write_captured_set
-from imgcls.robustness.pages import bold, boxed, pencil
 from imgcls.robustness.handfonts import ANGLES, PACKAGES, write_font_digits
+from imgcls.robustness.pages import bold, boxed, pencil
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a font every install has
 

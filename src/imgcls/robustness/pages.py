@@ -22,6 +22,7 @@ from scipy import ndimage
 from imgcls.robustness.capture import compose, photograph
 from imgcls.runs import write_bytes
 
+
 def boxed(digit, rng):
     """JPEG bytes: a phone photo of `digit` written inside a printed box."""
     scene = compose(digit, rng)
